@@ -127,6 +127,11 @@ class Component:
     Params: ClassVar[type[Params]] = Params
     # input port -> fields each record on it must have. An empty dict means the component reads nothing.
     inputs: ClassVar[dict[str, Fields]] = {}
+    # ports a recipe may leave unconnected
+    optional_inputs: ClassVar[frozenset[str]] = frozenset()
+    # a port whose record fields pass through to the output (filters, mixers): output fields are that
+    # port's fields plus ``outputs``
+    passthrough: ClassVar[str | None] = None
     # fields each output record has; None when they depend on the data (e.g. a loader)
     outputs: ClassVar[Fields | None] = None
     # slot name -> model slot; the first slot is the one a stage's ``model:`` binds

@@ -1,0 +1,360 @@
+"""The openai backend: any OpenAI-compatible chat endpoint (OpenAI, GLM, a ``vllm serve`` or
+``recipe serve`` server) through the ``openai`` client's ``AsyncOpenAI``.
+
+``chat`` is synchronous for the caller; inside, the batch runs concurrently on a private event loop
+thread, at most ``concurrency`` requests in flight, under optional requests-per-minute and
+tokens-per-minute limits. Failed attempts are retried with exponential backoff and jitter, waiting
+exactly ``Retry-After`` when the server sends it. The client's own retries are off, so these are the only
+ones. An item that still fails comes back with ``ChatResult.error``; the batch never raises for it.
+
+Spend is priced from the zoo entry's ``input_per_mtok`` / ``output_per_mtok`` and summed per backend
+instance in ``total``. With ``budget_usd`` set, once the total reaches it no further request is sent;
+requests in flight finish, each finished item is handed to ``on_result``, and ``BudgetExceeded`` is
+raised (its ``results`` attribute holds the finished items, None for those never sent).
+
+The API key is read from the environment variable named in ``api_key_env`` and never written to a log
+or an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import random
+import threading
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from registry.resolved import ResolvedModel
+from runner.backends.base import LLM, BudgetExceeded, ChatResult, Sampling, TokenLogprob, Usage
+from runner.backends.ratelimit import TokenBucket
+
+log = logging.getLogger("runner.backends.openai")
+
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+class OpenAISettings(BaseModel):
+    """Connection, limits and prices of an OpenAI-compatible model. Built from the zoo entry's ``api``
+    and ``serving`` dicts, then the recipe's options (later ones win)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model_id: str = Field(description="model name sent to the endpoint")
+    base_url: str | None = Field(None, description="endpoint root, e.g. http://127.0.0.1:8000/v1; None = OpenAI")
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key")
+    input_per_mtok: float = Field(0.0, ge=0, description="USD per million prompt tokens")
+    output_per_mtok: float = Field(0.0, ge=0, description="USD per million completion tokens")
+    concurrency: int = Field(8, ge=1, description="requests in flight at once")
+    rpm: float | None = Field(None, gt=0, description="requests per minute limit (retries count too)")
+    tpm: float | None = Field(
+        None, gt=0, description="tokens per minute limit; a request is charged its prompt plus max_new_tokens "
+        "up front, corrected to the real usage when the response arrives")
+    timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
+    max_retries: int = Field(5, ge=0, description="retries after the first attempt")
+    backoff_s: float = Field(1.0, ge=0, description="first backoff delay; doubles per retry, with jitter")
+    backoff_max_s: float = Field(60.0, ge=0, description="longest backoff delay")
+    max_retry_after_s: float = Field(300.0, ge=0, description="longest Retry-After the backend will wait")
+    budget_usd: float | None = Field(None, ge=0, description="stop sending once this instance spent this much")
+    max_tokens_field: str = Field(
+        "max_tokens", description="request field for the output cap (some APIs want max_completion_tokens)")
+
+
+def settings_for(model: ResolvedModel, options: dict | None = None) -> OpenAISettings:
+    """Merge the zoo entry's ``api`` (prices may be nested under ``prices``) and ``serving`` with
+    ``options``. The model id defaults to what follows ``openai://`` in the source."""
+    merged: dict[str, Any] = {}
+    for part in (model.api, model.serving, options or {}):
+        part = dict(part)
+        merged.update(part.pop("prices", None) or {})
+        merged.update(part)
+    if not merged.get("model_id"):
+        source = model.source
+        merged["model_id"] = source.split("://", 1)[1] if source.startswith("openai://") else model.name
+    return OpenAISettings(**merged)
+
+
+class _Malformed(Exception):
+    """A response body that is not a usable chat completion."""
+
+
+class _ContentFiltered(Exception):
+    """The endpoint refused the content; retrying will not help."""
+
+
+class OpenAILLM(LLM):
+    """A chat model behind an OpenAI-compatible HTTP API."""
+
+    backend = "openai"
+
+    def __init__(self, model: ResolvedModel, settings: OpenAISettings, *, tokenizer_path: Path | None = None) -> None:
+        self.name = model.name
+        self.model = model
+        self.settings = settings
+        self.tokenizer_path = tokenizer_path
+        self.on_result: Callable[[int, ChatResult], None] | None = None
+        self.total = Usage()  # everything this instance spent
+        self.stats = {"requests": 0, "retries": 0, "failed": 0}
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # replaceable in tests
+        self._rng = random.Random()
+        self._rpm = TokenBucket(settings.rpm) if settings.rpm else None
+        self._tpm = TokenBucket(settings.tpm) if settings.tpm else None
+        self._tok: Any = None
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    # ---- tokens --------------------------------------------------------------------------------------
+
+    def tokenizer(self) -> Any:
+        if self._tok is None and self.tokenizer_path is not None:
+            from runner.backends.hf_loading import load_tokenizer
+
+            self._tok = load_tokenizer(self.tokenizer_path)
+        return self._tok
+
+    def count_tokens(self, text: str) -> int:
+        tok = self.tokenizer()
+        if tok is not None:
+            return len(tok.encode(text, add_special_tokens=False))
+        return math.ceil(len(text) / 4)  # the usual ~4 characters per token of English, when no tokenizer is known
+
+    @property
+    def context_length(self) -> int | None:
+        return self.model.context_length
+
+    # ---- event loop and client -----------------------------------------------------------------------
+
+    def _run(self, coro: Awaitable[Any]) -> Any:
+        with self._start_lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="openai-backend", daemon=True)
+                self._thread.start()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _api_key(self) -> str:
+        key = os.environ.get(self.settings.api_key_env)
+        if key:
+            return key
+        host = urlparse(self.settings.base_url or "").hostname or ""
+        if host in {"localhost", "127.0.0.1", "::1", "0.0.0.0"}:
+            return "EMPTY"  # local servers (vllm serve, recipe serve) accept any key
+        raise RuntimeError(
+            f"model {self.name!r}: set the environment variable {self.settings.api_key_env} to the API key"
+        )
+
+    def _redact(self, text: str) -> str:
+        key = os.environ.get(self.settings.api_key_env)
+        return text.replace(key, "***") if key and len(key) >= 4 else text
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(
+                api_key=self._api_key(), base_url=self.settings.base_url, max_retries=0,
+                timeout=self.settings.timeout_s,
+            )
+        return self._client
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        if self._client is not None:
+            self._run(self._client.close())
+            self._client = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._loop = None
+
+    # ---- chat ----------------------------------------------------------------------------------------
+
+    def chat(self, conversations: list[list[dict]], sampling: Sampling) -> list[ChatResult]:
+        if not conversations:
+            return []
+        return self._run(self._chat_all(conversations, sampling))
+
+    def _budget_reached(self) -> bool:
+        budget = self.settings.budget_usd
+        return budget is not None and self.total.cost_usd >= budget
+
+    async def _chat_all(self, conversations: list[list[dict]], sampling: Sampling) -> list[ChatResult]:
+        client = self._get_client()
+        results: list[ChatResult | None] = [None] * len(conversations)
+        gate = asyncio.Semaphore(self.settings.concurrency)
+
+        async def one(i: int) -> None:
+            async with gate:
+                if self._budget_reached():
+                    return
+                result = await self._complete(client, conversations[i], sampling)
+                self.total.add(result.usage)
+                if result.error is not None:
+                    self.stats["failed"] += 1
+                results[i] = result
+                if self.on_result is not None:
+                    self.on_result(i, result)
+
+        await asyncio.gather(*(one(i) for i in range(len(conversations))))
+        unsent = sum(r is None for r in results)
+        if unsent:
+            exc = BudgetExceeded(
+                f"model {self.name!r}: spent ${self.total.cost_usd:.4f} of the ${self.settings.budget_usd} budget; "
+                f"{unsent} of {len(conversations)} requests were not sent"
+            )
+            exc.results = results  # type: ignore[attr-defined]
+            raise exc
+        return results  # type: ignore[return-value]
+
+    def _request(self, conversation: list[dict], sampling: Sampling) -> dict[str, Any]:
+        req: dict[str, Any] = {
+            "model": self.settings.model_id,
+            "messages": conversation,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            self.settings.max_tokens_field: sampling.max_new_tokens,
+        }
+        if sampling.stop:
+            req["stop"] = list(sampling.stop)
+        if sampling.seed is not None:
+            req["seed"] = sampling.seed
+        if sampling.logprobs is not None:
+            req["logprobs"] = True
+            if sampling.logprobs > 0:
+                req["top_logprobs"] = sampling.logprobs
+        return req
+
+    async def _complete(self, client: Any, conversation: list[dict], sampling: Sampling) -> ChatResult:
+        request = self._request(conversation, sampling)
+        estimate = self.count_tokens(" ".join(str(m.get("content", "")) for m in conversation))
+        estimate += sampling.max_new_tokens
+        attempt = 0
+        while True:
+            if self._rpm is not None:
+                await self._rpm.acquire(1)
+            if self._tpm is not None:
+                await self._tpm.acquire(estimate)
+            self.stats["requests"] += 1
+            try:
+                response = await client.chat.completions.create(**request, timeout=self.settings.timeout_s)
+                result = self._parse(response, conversation)
+                if self._tpm is not None:
+                    used = result.usage.prompt_tokens + result.usage.completion_tokens
+                    self._tpm.adjust(used - estimate)
+                return result
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a retry or an item error
+                retryable, retry_after, message = self._classify(exc)
+            if not retryable or attempt >= self.settings.max_retries:
+                log.warning("model %s: request failed after %d attempt(s): %s", self.name, attempt + 1, message)
+                return ChatResult(error=message)
+            delay = self._delay(attempt, retry_after)
+            attempt += 1
+            self.stats["retries"] += 1
+            log.info("model %s: %s; retry %d in %.2fs", self.name, message, attempt, delay)
+            await self._sleep(delay)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.settings.max_retry_after_s)
+        base = min(self.settings.backoff_max_s, self.settings.backoff_s * 2**attempt)
+        return base * (0.5 + 0.5 * self._rng.random())  # jitter keeps retrying clients apart
+
+    def _classify(self, exc: Exception) -> tuple[bool, float | None, str]:
+        """(retryable, Retry-After seconds or None, a message safe to log)."""
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError):
+            return True, None, f"timed out after {self.settings.timeout_s}s"
+        if isinstance(exc, openai.APIConnectionError):
+            return True, None, self._redact(f"connection error: {exc}")
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            message = self._redact(f"HTTP {status}: {_error_text(exc)}")
+            return status in RETRYABLE_STATUS, _retry_after(exc.response.headers), message
+        if isinstance(exc, _ContentFiltered):
+            return False, None, "the endpoint filtered the content"
+        if isinstance(exc, (openai.APIResponseValidationError, _Malformed, ValueError)):
+            return True, None, self._redact(f"malformed response: {type(exc).__name__}: {exc}")[:500]
+        return False, None, self._redact(f"{type(exc).__name__}: {exc}")[:500]
+
+    def _parse(self, response: Any, conversation: list[dict]) -> ChatResult:
+        try:
+            choice = response.choices[0]
+            content = choice.message.content
+            finish = choice.finish_reason
+        except (AttributeError, IndexError, KeyError, TypeError) as exc:
+            raise _Malformed(f"no choices in the response ({type(response).__name__})") from exc
+        if content is None:
+            if finish == "content_filter":
+                raise _ContentFiltered()
+            content = ""
+        usage = getattr(response, "usage", None)
+        prompt_tokens = getattr(usage, "prompt_tokens", None)
+        completion_tokens = getattr(usage, "completion_tokens", None)
+        if prompt_tokens is None or completion_tokens is None:
+            prompt_tokens = self.count_tokens(" ".join(str(m.get("content", "")) for m in conversation))
+            completion_tokens = self.count_tokens(content)
+        cost = (prompt_tokens * self.settings.input_per_mtok + completion_tokens * self.settings.output_per_mtok) / 1e6
+        return ChatResult(
+            text=content,
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost),
+            finish_reason=finish,
+            logprobs=_logprobs(getattr(choice, "logprobs", None)),
+        )
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (a number of seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return float(ms) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    import email.utils
+    import time
+
+    parsed = email.utils.parsedate_tz(value)
+    if parsed is None:
+        return None
+    return max(0.0, email.utils.mktime_tz(parsed) - time.time())
+
+
+def _error_text(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:500]
+    return str(getattr(exc, "message", exc))[:500]
+
+
+def _logprobs(raw: Any) -> list[TokenLogprob] | None:
+    content = getattr(raw, "content", None) if raw is not None else None
+    if not content:
+        return None
+    return [
+        TokenLogprob(
+            token=item.token,
+            logprob=item.logprob,
+            top={t.token: t.logprob for t in (getattr(item, "top_logprobs", None) or [])},
+        )
+        for item in content
+    ]

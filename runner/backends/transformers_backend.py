@@ -1,0 +1,357 @@
+"""The in-process transformers backend: CPU or GPU, left-padded batched generation.
+
+Prompts are the conversation rendered with the zoo entry's chat template when it sets one, else the
+tokenizer's own. ``temperature == 0`` decodes greedily; otherwise it samples with ``top_p`` (no top-k).
+Stop strings end a sequence as soon as they appear and are cut from the text. Usage counts are the real
+token counts: prompt tokens, and generated tokens up to and including the one that ended the sequence
+(an end-of-sequence token or the last token of a stop string); ``logprobs`` cover those same tokens and
+come from the model's raw distribution (before temperature / top-p).
+
+The model is loaded on first use, once; ``score`` with ``attentions=True`` switches it to eager attention
+for that call, since only eager attention exposes the attention probabilities.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any, Callable
+
+from registry.resolved import ResolvedModel
+from runner.backends.base import LLM, ChatResult, Sampling, ScoreResult, TokenLogprob, Usage
+from runner.backends.hf_loading import (
+    PLAIN_CHAT_TEMPLATE,
+    load_causal_lm,
+    load_config,
+    load_tokenizer,
+    render_chat,
+)
+
+
+class TransformersLLM(LLM):
+    """A local Hugging Face causal LM.
+
+    ``batch_size``: conversations (or texts to score) per forward batch. ``dtype``/``device``: see
+    ``hf_loading.resolve_dtype`` / ``resolve_device`` (float32 on CPU; bf16/fp16 on a GPU by default).
+    ``tokenizer_path``: a folder whose tokenizer replaces the model folder's own.
+    """
+
+    backend = "transformers"
+
+    def __init__(
+        self,
+        model: ResolvedModel,
+        *,
+        batch_size: int = 8,
+        dtype: Any = None,
+        device: str | None = None,
+        tokenizer_path: Any = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.name = model.name
+        self.model = model
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.device_name = device
+        self.tokenizer_path = tokenizer_path
+        self.on_result: Callable[[int, ChatResult], None] | None = None
+        self._lm: Any = None
+        self._tok: Any = None
+        self._context_length: int | None = model.context_length
+        self._lock = threading.RLock()  # one generate at a time; also guards lazy loading
+
+    # ---- loading -------------------------------------------------------------------------------------
+
+    def tokenizer(self) -> Any:
+        with self._lock:
+            if self._tok is None:
+                source = self.tokenizer_path if self.tokenizer_path is not None else self.model
+                self._tok = load_tokenizer(source, padding_side="left")
+            return self._tok
+
+    def _model(self) -> Any:
+        with self._lock:
+            if self._lm is None:
+                self._lm = load_causal_lm(self.model, dtype=self.dtype, device=self.device_name)
+            return self._lm
+
+    @property
+    def device(self) -> Any:
+        return self._model().device
+
+    @property
+    def context_length(self) -> int | None:
+        if self._context_length is None:
+            config = load_config(self.model)
+            self._context_length = getattr(config, "max_position_embeddings", None)
+        return self._context_length
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer().encode(text, add_special_tokens=False))
+
+    def close(self) -> None:
+        with self._lock:
+            self._lm = None
+
+    # ---- chat ----------------------------------------------------------------------------------------
+
+    def _prompt_ids(self, conversation: list[dict]) -> list[int]:
+        tok = self.tokenizer()
+        template = self.model.chat_template or getattr(tok, "chat_template", None)
+        text = render_chat(tok, conversation, template)
+        # Chat templates write their own BOS; the plain fallback for base models does not.
+        return tok(text, add_special_tokens=template is None or template == PLAIN_CHAT_TEMPLATE)["input_ids"]
+
+    def chat(self, conversations: list[list[dict]], sampling: Sampling) -> list[ChatResult]:
+        results: list[ChatResult | None] = [None] * len(conversations)
+        prompts = [self._prompt_ids(c) for c in conversations]
+        limit = self.context_length
+        todo = []
+        for i, ids in enumerate(prompts):
+            if limit is not None and len(ids) >= limit:
+                results[i] = ChatResult(error=f"prompt is {len(ids)} tokens; the model's context length is {limit}")
+                self._report(i, results[i])
+            else:
+                todo.append(i)
+        # Longest first, so each batch holds similar lengths and little padding.
+        todo.sort(key=lambda i: -len(prompts[i]))
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start:start + self.batch_size]
+            try:
+                outs = self._generate([prompts[i] for i in chunk], sampling)
+            except Exception as exc:  # noqa: BLE001 - one failing batch must not sink the others
+                outs = [ChatResult(error=f"generation failed: {type(exc).__name__}: {exc}")] * len(chunk)
+            for i, out in zip(chunk, outs):
+                results[i] = out
+                self._report(i, out)
+        return [r if r is not None else ChatResult(error="not generated") for r in results]
+
+    def _report(self, index: int, result: ChatResult) -> None:
+        if self.on_result is not None:
+            self.on_result(index, result)
+
+    def _eos_ids(self) -> set[int]:
+        ids: set[int] = set()
+        tok = self.tokenizer()
+        if tok.eos_token_id is not None:
+            ids.add(int(tok.eos_token_id))
+        configured = getattr(self._model().generation_config, "eos_token_id", None)
+        if isinstance(configured, int):
+            ids.add(configured)
+        elif configured:
+            ids.update(int(x) for x in configured)
+        return ids
+
+    def _generate(self, batch: list[list[int]], sampling: Sampling) -> list[ChatResult]:
+        import torch
+        from transformers import StoppingCriteriaList
+
+        with self._lock:
+            tok, lm = self.tokenizer(), self._model()
+            padded = tok.pad({"input_ids": batch}, padding=True, return_tensors="pt")
+            input_ids = padded["input_ids"].to(lm.device)
+            attention_mask = padded["attention_mask"].to(lm.device)
+            prompt_len = input_ids.shape[1]
+            eos = self._eos_ids()
+            tracker = _FinishTracker(tok, prompt_len, sampling.stop, eos, len(batch))
+            kwargs: dict[str, Any] = {
+                "max_new_tokens": sampling.max_new_tokens,
+                "do_sample": sampling.temperature > 0,
+                "pad_token_id": tok.pad_token_id,
+                "eos_token_id": sorted(eos) or None,
+                "stopping_criteria": StoppingCriteriaList([tracker]),
+                "return_dict_in_generate": True,
+                "output_logits": sampling.logprobs is not None,
+                "repetition_penalty": 1.0,
+            }
+            if sampling.temperature > 0:
+                kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+            with self._seeded(sampling):
+                with torch.no_grad():
+                    out = lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            generated = out.sequences[:, prompt_len:].tolist()
+            logits = out.logits if sampling.logprobs is not None else None
+
+        results = []
+        for row, (prompt, gen) in enumerate(zip(batch, generated)):
+            finished = tracker.finished_at[row]
+            kept = gen[:finished] if finished is not None else gen
+            text = _cut_at_stop(tok.decode(kept, skip_special_tokens=True), sampling.stop)
+            results.append(ChatResult(
+                text=text,
+                usage=Usage(prompt_tokens=len(prompt), completion_tokens=len(kept)),
+                finish_reason="stop" if finished is not None else "length",
+                logprobs=_token_logprobs(tok, logits, row, kept, sampling.logprobs)
+                if logits is not None else None,
+            ))
+        return results
+
+    def _seeded(self, sampling: Sampling) -> Any:
+        """Seed torch for this generate call only, leaving the process's global RNG state untouched."""
+        import torch
+
+        if sampling.seed is None or sampling.temperature == 0:
+            return contextlib.nullcontext()
+        devices = [torch.cuda.current_device()] if self._model().device.type == "cuda" else []
+
+        @contextlib.contextmanager
+        def scope():
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(sampling.seed)
+                yield
+
+        return scope()
+
+    # ---- score ---------------------------------------------------------------------------------------
+
+    def _score_ids(self, text: str) -> list[int]:
+        tok = self.tokenizer()
+        # A text that already starts with BOS (e.g. a rendered chat prompt) must not get a second one.
+        has_bos = tok.bos_token is not None and text.startswith(tok.bos_token)
+        return tok(text, add_special_tokens=not has_bos)["input_ids"]
+
+    def score(
+        self, texts: list[str], *, attentions: bool = False, prompt_lengths: list[int] | None = None
+    ) -> list[ScoreResult]:
+        """Per-token logprobs of each text (the first token's is None).
+
+        Tokenization: the tokenizer's default special tokens (e.g. a BOS), unless the text already
+        starts with the BOS token. ``prompt_lengths[i]`` is the number of leading tokens of ``texts[i]``
+        (tokenized that way) that form its prompt; it only narrows the attentions.
+        With ``attentions=True`` each result's ``attentions`` is a float32 CPU tensor of shape
+        ``(layers, n - p, n)``: for every layer, the head-averaged attention probabilities of query
+        positions ``p..n-1`` (the response) over all ``n`` positions, where ``p = prompt_lengths[i]``
+        (0 when not given). Only those rows are kept while the forward pass runs, so long prompts fit.
+        """
+        if prompt_lengths is not None and len(prompt_lengths) != len(texts):
+            raise ValueError(f"got {len(prompt_lengths)} prompt_lengths for {len(texts)} texts")
+        ids = [self._score_ids(t) for t in texts]
+        tok = self.tokenizer()
+        results: list[ScoreResult] = []
+        if attentions:
+            for i, row in enumerate(ids):
+                p = prompt_lengths[i] if prompt_lengths is not None else 0
+                logprobs, att = self._forward_with_attentions(row, p)
+                results.append(_score_result(tok, row, logprobs, att))
+            return results
+        for start in range(0, len(ids), self.batch_size):
+            chunk = ids[start:start + self.batch_size]
+            for row, logprobs in zip(chunk, self._forward_logprobs(chunk)):
+                results.append(_score_result(tok, row, logprobs, None))
+        return results
+
+    def _forward_logprobs(self, rows: list[list[int]]) -> list[list[float]]:
+        import torch
+
+        with self._lock:
+            lm = self._model()
+            pad = self.tokenizer().pad_token_id or 0
+            width = max(len(r) for r in rows)
+            # Right padding: positions stay 0..n-1 and causal attention never sees the pads.
+            input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=lm.device)
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=lm.device)
+            with torch.no_grad():
+                logits = lm(input_ids=input_ids, attention_mask=mask).logits
+            return [_gather_logprobs(logits[b, : len(r)], r) for b, r in enumerate(rows)]
+
+    def _forward_with_attentions(self, row: list[int], prompt_len: int) -> tuple[list[float], Any]:
+        import torch
+
+        with self._lock:
+            lm = self._model()
+            previous = lm.config._attn_implementation
+            if previous != "eager":
+                lm.set_attn_implementation("eager")
+            layers = [m for name, m in lm.named_modules() if name.endswith("self_attn")]
+            if not layers:
+                raise NotImplementedError(f"cannot find the attention layers of {type(lm).__name__}")
+            kept: list[Any] = []
+
+            def keep_rows(_module: Any, _args: Any, output: Any) -> None:
+                weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+                if weights is None:
+                    raise RuntimeError("the attention layer returned no attention probabilities")
+                kept.append(weights[0, :, prompt_len:, :].float().mean(dim=0).cpu())
+
+            hooks = [m.register_forward_hook(keep_rows) for m in layers]
+            try:
+                with torch.no_grad():
+                    logits = lm(input_ids=torch.tensor([row], device=lm.device)).logits
+            finally:
+                for h in hooks:
+                    h.remove()
+                if previous != "eager":
+                    lm.set_attn_implementation(previous)
+            return _gather_logprobs(logits[0], row), torch.stack(kept)
+
+
+class _FinishTracker:
+    """A stopping criterion that records, per sequence, how many tokens it had generated when it ended
+    (an end-of-sequence token or a stop string) and stops sequences whose text contains a stop string."""
+
+    def __init__(self, tok: Any, prompt_len: int, stops: list[str], eos: set[int], n: int) -> None:
+        self.tok = tok
+        self.prompt_len = prompt_len
+        self.stops = [s for s in stops if s]
+        self.eos = eos
+        self.finished_at: list[int | None] = [None] * n
+        # Any token decodes to at least one character, so this many trailing tokens hold any stop string.
+        self.tail = max((len(s) for s in self.stops), default=0) + 2
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        gen = input_ids[:, self.prompt_len:]
+        step = gen.shape[1]
+        for i in range(gen.shape[0]):
+            if self.finished_at[i] is not None or step == 0:
+                continue
+            if int(gen[i, -1]) in self.eos:
+                self.finished_at[i] = step
+            elif self.stops:
+                tail = self.tok.decode(gen[i, -self.tail:].tolist(), skip_special_tokens=True)
+                if any(s in tail for s in self.stops):
+                    self.finished_at[i] = step
+        return torch.tensor([f is not None for f in self.finished_at], device=input_ids.device)
+
+
+def _cut_at_stop(text: str, stops: list[str]) -> str:
+    cuts = [text.find(s) for s in stops if s and s in text]
+    return text[: min(cuts)] if cuts else text
+
+
+def _token_logprobs(tok: Any, logits: Any, row: int, kept: list[int], top: int | None) -> list[TokenLogprob]:
+    import torch
+
+    out = []
+    for step, token_id in enumerate(kept):
+        lp = torch.log_softmax(logits[step][row].float(), dim=-1)
+        best: dict[str, float] = {}
+        if top:
+            values, indices = torch.topk(lp, k=min(top, lp.shape[-1]))
+            for v, j in zip(values.tolist(), indices.tolist()):
+                best.setdefault(tok.decode([j]), v)
+        out.append(TokenLogprob(token=tok.decode([token_id]), logprob=float(lp[token_id]), top=best))
+    return out
+
+
+def _gather_logprobs(logits: Any, row: list[int]) -> list[float]:
+    """logprob of token i given tokens < i, for i >= 1, from logits of shape (n, vocab)."""
+    import torch
+
+    if len(row) < 2:
+        return []
+    lp = torch.log_softmax(logits[:-1].float(), dim=-1)
+    target = torch.tensor(row[1:], device=lp.device).unsqueeze(-1)
+    return lp.gather(-1, target).squeeze(-1).tolist()
+
+
+def _score_result(tok: Any, row: list[int], logprobs: list[float], attentions: Any) -> ScoreResult:
+    return ScoreResult(
+        tokens=tok.convert_ids_to_tokens(row),
+        token_ids=row,
+        logprobs=[None, *logprobs] if row else [],
+        attentions=attentions,
+    )
+

@@ -1,0 +1,331 @@
+"""The ``recipe`` command. Heavy imports happen inside the commands so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_RECIPE = 2  # a bad recipe or bad arguments
+EXIT_STAGE = 1  # a stage failed at run time
+EXIT_BUDGET = 3  # an API budget stopped the run
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _print_problems(err) -> None:
+    console = _console(stderr=True)
+    lines = err.lines()
+    for line in lines:
+        console.print(line, markup=False)
+    console.print(f"{len(lines)} problem{'s' if len(lines) != 1 else ''} found; nothing was run.", style="bold red")
+
+
+def _load(args, recipe: str):
+    from runner.load import load_recipe
+
+    return load_recipe(recipe, profile=args.profile, overrides=args.overrides)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+def cmd_validate(args) -> int:
+    from runner.errors import RecipeError
+
+    status = 0
+    args.overrides = [a for a in args.recipes if "=" in a and not Path(a).exists()]
+    for recipe in [a for a in args.recipes if a not in args.overrides]:
+        try:
+            loaded = _load(args, recipe)
+        except RecipeError as e:
+            _print_problems(e)
+            status = EXIT_RECIPE
+            continue
+        print(f"{recipe}: ok — {len(loaded.order)} stages: {' → '.join(loaded.order)}")
+    return status
+
+
+def _setup_logging(run_root: Path, verbose: bool) -> None:
+    import logging
+
+    from runner.secrets import RedactingFilter
+
+    run_root.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for h in list(root.handlers):
+        if getattr(h, "_recipe", False):
+            root.removeHandler(h)
+    fh = logging.FileHandler(run_root / "run.log", encoding="utf-8")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    fh.addFilter(RedactingFilter())
+    fh._recipe = True  # type: ignore[attr-defined]
+    root.addHandler(fh)
+    if verbose:
+        sh = logging.StreamHandler(sys.stderr)
+        sh.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        sh.addFilter(RedactingFilter())
+        sh._recipe = True  # type: ignore[attr-defined]
+        root.addHandler(sh)
+    for noisy in ("httpx", "httpcore", "urllib3", "filelock", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_run(args) -> int:
+    from runner.errors import RecipeError, StageFailure
+    from runner.session import run_recipe
+
+    try:
+        loaded = _load(args, args.recipe)
+    except RecipeError as e:
+        _print_problems(e)
+        return EXIT_RECIPE
+    console = _console()
+    from runner.backends.base import BudgetExceeded
+
+    try:
+        summary = run_recipe(loaded, Path(args.runs_dir), console=console, progress=not args.no_progress,
+                             retry_failed=args.retry_failed, publish=not args.no_publish, stages=args.stage,
+                             setup_logging=lambda root: _setup_logging(root, args.verbose))
+    except BudgetExceeded as e:
+        console.print(f"[bold yellow]stopped: API budget reached ({e}). Finished work is kept; raise "
+                      f"budget_usd and run again to continue.[/]")
+        return EXIT_BUDGET
+    except StageFailure as e:
+        console.print(f"[bold red]failed:[/] {e}", markup=True)
+        console.print("Fix the cause and run the same command again: finished records and calls are reused.")
+        return EXIT_STAGE
+    console.print(summary)
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from rich.table import Table
+
+    from runner.errors import RecipeError
+    from runner.execute import Runner
+    from runner.plan import make_plan
+
+    try:
+        loaded = _load(args, args.recipe)
+    except RecipeError as e:
+        _print_problems(e)
+        return EXIT_RECIPE
+    runner = Runner(loaded, Path(args.runs_dir), show_progress=False)
+    rows = make_plan(runner)
+    t = Table(title=f"plan: {loaded.name}" + (f" (profile {loaded.profile})" if loaded.profile else ""))
+    for col in ("stage", "type", "status", "records in", "records out", "LLM calls", "est. cost $", "model"):
+        t.add_column(col)
+    total_cost = 0.0
+    unknown_cost = False
+    for r in rows:
+        n_in = ", ".join(f"{k}={'?' if v is None else v}" for k, v in r.records_in.items())
+        if r.cost_usd is None and r.status == "run" and r.llm_calls and "openai" in str(r.model):
+            unknown_cost = True
+        total_cost += r.cost_usd or 0.0
+        t.add_row(r.stage, r.type, "[green]cached[/]" if r.status == "cached" else "[yellow]run[/]", n_in,
+                  "?" if r.records_out is None else str(r.records_out), str(r.llm_calls),
+                  "" if r.cost_usd is None else f"{r.cost_usd:.4f}", r.model)
+    console = _console()
+    console.print(t)
+    n_run = sum(r.status == "run" for r in rows)
+    console.print(f"{n_run} stage(s) to run, {len(rows) - n_run} cached; estimated API cost ${total_cost:.4f}"
+                  + (" (some stages unknown)" if unknown_cost else ""))
+    return 0
+
+
+def cmd_components(args) -> int:
+    from registry import components as reg
+
+    console = _console()
+    for name in reg.names():
+        try:
+            cls = reg.get(name)
+            console.print(f"[bold]{name:28}[/] {reg.summary(cls)}")
+        except Exception as e:  # a broken plugin should not hide the rest
+            console.print(f"[bold]{name:28}[/] [red](cannot load: {e})[/]")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from registry import components as reg
+    from runner.errors import suggestion
+
+    try:
+        cls = reg.get(args.type)
+    except reg.UnknownComponent as e:
+        print(e.reason or f"unknown component {args.type!r}" + suggestion(args.type, reg.names()), file=sys.stderr)
+        return EXIT_RECIPE
+    console = _console()
+    console.print(f"[bold]{cls.type}[/] ({cls.shape}, version {cls.version}) — {cls.__module__}.{cls.__name__}")
+    console.print((cls.__doc__ or "").strip(), markup=False)
+    console.print()
+    if cls.inputs:
+        console.print("[bold]inputs[/]")
+        for port, fields in cls.inputs.items():
+            opt = " (optional)" if port in cls.optional_inputs else ""
+            console.print(f"  {port}{opt}: records with {sorted(fields) or 'any fields'}", markup=False)
+    out = cls().output_fields() if _instantiable(cls) else cls.outputs
+    console.print(f"[bold]outputs[/]: {sorted(out) if out is not None else 'fields depend on the data'}")
+    if cls.models:
+        console.print("[bold]models[/]")
+        for slot, ms in cls.models.items():
+            extra = f", default {ms.default}" if ms.default else ""
+            console.print(f"  {slot}: {ms.kind}{'' if ms.required else ', optional'}{extra} {ms.doc}", markup=False)
+    console.print("[bold]params[/]")
+    for name, f in cls.Params.model_fields.items():
+        ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+        default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
+        console.print(f"  {name}: {ann} = {default}", markup=False)
+        if f.description:
+            console.print(f"      {f.description}", markup=False)
+    return 0
+
+
+def _instantiable(cls) -> bool:
+    try:
+        cls()
+        return True
+    except Exception:
+        return False
+
+
+def cmd_zoo(args) -> int:
+    from registry import zoo_cli
+    from registry.zoo import Zoo
+
+    zoo = Zoo.load([Path(f) for f in args.zoo_file])
+    if args.zoo_cmd == "list":
+        return zoo_cli.cmd_list(zoo)
+    if args.zoo_cmd == "show":
+        return zoo_cli.cmd_show(zoo, args.name)
+    if args.zoo_cmd == "pull":
+        return zoo_cli.cmd_pull(zoo, args.name)
+    return zoo_cli.cmd_verify(zoo, args.name)
+
+
+def cmd_serve(args) -> int:
+    from registry.zoo import Zoo
+    from runner.backends import open_llm
+    from runner.backends.serve import serve
+
+    zoo = Zoo.load()
+    try:
+        rm = zoo.resolve(args.name, pull=True, progress=lambda m: print(m, file=sys.stderr))
+    except KeyError as e:
+        print(f"unknown zoo model {args.name!r}" + (
+            " — did you mean " + " or ".join(map(repr, getattr(e, "suggestions", []))) + "?"
+            if getattr(e, "suggestions", None) else ""), file=sys.stderr)
+        return EXIT_RECIPE
+    if rm.backend == "openai":
+        print(f"{args.name} is an API model; `recipe serve` serves local models", file=sys.stderr)
+        return EXIT_RECIPE
+    llm = open_llm(rm.model_copy(update={"backend": "transformers"}), options={"device": args.device} if args.device else None)
+    serve(llm, args.host, args.port, args.name)
+    return 0
+
+
+def cmd_publish(args) -> int:
+    from runner.publish import publish_run
+
+    run_dir = Path(args.run)
+    if not (run_dir / "latest.json").exists():
+        alt = Path(args.runs_dir) / args.run
+        if (alt / "latest.json").exists():
+            run_dir = alt
+        else:
+            print(f"{args.run}: not a run folder (no latest.json); give runs/<recipe>", file=sys.stderr)
+            return EXIT_RECIPE
+    items = publish_run(run_dir, args.to, artifacts=args.artifacts, private=not args.public)
+    for it in items:
+        print(it)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="recipe", description="Run declarative long-context alignment recipes "
+                                "with a pinned model zoo.")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def recipe_opts(sp, many: bool = False) -> None:
+        if many:  # recipes and KEY=VALUE overrides mixed; told apart by the '='
+            sp.add_argument("recipes", nargs="+", metavar="RECIPE|KEY=VALUE", help="recipe or lockfile(s), "
+                            "then optional overrides")
+        else:
+            sp.add_argument("recipe", metavar="RECIPE", help="recipe file or recipe.lock.yaml")
+            sp.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                            help="typed overrides, e.g. stages.sft.params.learning_rate=1e-5 "
+                                 "(they beat --profile, which beats the file)")
+        sp.add_argument("--profile", "-p", help="named profile from the recipe's profiles:")
+        sp.add_argument("--runs-dir", default="runs", help="where runs/<recipe>/ lives (default: ./runs)")
+
+    sp = sub.add_parser("run", help="validate, then run a recipe (cached, resumable)")
+    recipe_opts(sp)
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp.add_argument("--retry-failed", action="store_true", help="process records in the failures ledger again")
+    sp.add_argument("--no-publish", action="store_true", help="skip the recipe's publish: step")
+    sp.add_argument("--stage", action="append", help="run only this stage (and what it needs); repeatable")
+    sp.add_argument("--verbose", "-v", action="store_true", help="log to stderr too")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("validate", help="check recipes without running anything (exit 2 on problems)")
+    recipe_opts(sp, many=True)
+    sp.set_defaults(func=cmd_validate)
+
+    sp = sub.add_parser("plan", help="show what is cached, what will run, LLM calls and estimated cost")
+    recipe_opts(sp)
+    sp.set_defaults(func=cmd_plan)
+
+    sp = sub.add_parser("components", help="list components with one-line docs")
+    sp.set_defaults(func=cmd_components)
+
+    sp = sub.add_parser("show", help="a component's params (types, defaults, docs), inputs, outputs, models")
+    sp.add_argument("type", metavar="TYPE")
+    sp.set_defaults(func=cmd_show)
+
+    sp = sub.add_parser("zoo", help="the model zoo: list | show NAME | pull NAME | verify [NAME]")
+    sp.add_argument("--zoo-file", action="append", default=[], help="an extra zoo file")
+    zs = sp.add_subparsers(dest="zoo_cmd", required=True, metavar="ZOO_COMMAND")
+    zs.add_parser("list", help="every model in the zoo")
+    for name, helptext in (("show", "one entry, whole"), ("pull", "download/build into the zoo cache")):
+        z = zs.add_parser(name, help=helptext)
+        z.add_argument("name")
+    z = zs.add_parser("verify", help="re-check pulled files against their recorded hashes")
+    z.add_argument("name", nargs="?")
+    sp.set_defaults(func=cmd_zoo)
+
+    sp = sub.add_parser("serve", help="serve a local zoo model as an OpenAI-compatible endpoint")
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("publish", help="publish a finished run's datasets, models and scores")
+    sp.add_argument("run", metavar="RUN", help="runs/<recipe> folder (or just the recipe name)")
+    sp.add_argument("--to", default=None, help="hf://org/name or file://folder (default: file://RUN/published)")
+    sp.add_argument("--artifacts", nargs="*", help="stages to publish (default: all with outputs)")
+    sp.add_argument("--public", action="store_true", help="make Hub repos public (default private)")
+    sp.add_argument("--runs-dir", default="runs")
+    sp.set_defaults(func=cmd_publish)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

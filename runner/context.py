@@ -1,0 +1,70 @@
+"""The ``ctx`` a component gets: its models by slot, params, seeded RNG, folders, logger, progress."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+from components.base import Params
+from runner.callcache import CachedLLM, Meter
+from runner.errors import StageFailure
+from runner.load import Binding
+from runner.models import ModelManager
+
+
+class StageContext:
+    def __init__(self, *, stage: str, params: Params, seed: int, stage_dir: Path, bindings: dict[str, Binding],
+                 models: ModelManager, inputs: dict[str, list[dict]], meter: Meter,
+                 on_advance: Callable[[int, int | None], None] | None = None) -> None:
+        self.stage = stage
+        self.params = params
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.artifact_dir = stage_dir
+        self.scratch = stage_dir / "scratch"
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        self.log = logging.getLogger(f"recipe.{stage}")
+        self.inputs = inputs
+        self.meter = meter
+        self._bindings = bindings
+        self._models = models
+        self._journal = stage_dir / "calls.jsonl"
+        self._wrapped: dict[str, CachedLLM] = {}
+        self._on_advance = on_advance
+        self._main = next(iter(bindings), None)
+
+    def _binding(self, slot: str | None) -> Binding:
+        slot = slot or self._main
+        if slot is None or slot not in self._bindings:
+            raise StageFailure(self.stage, f"no model bound to slot {slot!r} "
+                               f"(bound: {', '.join(self._bindings) or 'none'})")
+        return self._bindings[slot]
+
+    def model(self, slot: str | None = None):
+        b = self._binding(slot)
+        if b.slot not in self._wrapped:
+            inner = self._models.llm(b)
+            identity = f"{b.kind}:{b.ref}:{b.backend}"
+            self._wrapped[b.slot] = CachedLLM(inner, self._journal, self.meter, identity)
+        return self._wrapped[b.slot]
+
+    def embedder(self, slot: str = "embedder"):
+        return self._models.embedder(self._binding(slot))
+
+    def model_source(self, slot: str | None = None):
+        return self._models.resolve(self._binding(slot))
+
+    def advance(self, n: int = 1, total: int | None = None) -> None:
+        if self._on_advance:
+            self._on_advance(n, total)
+
+    def has_model(self, slot: str) -> bool:
+        return slot in self._bindings
+
+    def __repr__(self) -> str:
+        return f"StageContext({self.stage!r})"
+
+    def __getattr__(self, name: str) -> Any:  # pragma: no cover - clearer error for typos
+        raise AttributeError(f"ctx has no {name!r}")

@@ -1,0 +1,363 @@
+"""Runs a loaded recipe: fingerprints, cache reuse, map stages with a write-ahead log, whole stages."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.base import Component, Failed, MapComponent
+from runner.backends.base import BudgetExceeded
+from runner.callcache import Meter, set_scope
+from runner.context import StageContext
+from runner.errors import StageFailure
+from runner.fingerprint import digest, file_identity, stage_seed, text_hash
+from runner.load import LoadedRecipe, _is_path_field
+from runner.models import ModelManager
+from runner.progress import Progress
+from runner.store import AppendLog, RunStore, atomic_write_json, atomic_write_text, read_json, write_jsonl
+
+log = logging.getLogger("recipe.run")
+
+# backend options that change speed or spending, never outputs: left out of fingerprints
+RUNTIME_OPTIONS = {"batch_size", "concurrency", "rpm", "tpm", "timeout_s", "max_retries", "budget_usd", "device"}
+
+
+def record_key(record: dict, index: int) -> str:
+    for f in ("id", "idx"):
+        if f in record and record[f] is not None:
+            return str(record[f])
+    return "h" + digest(record)[:16]
+
+
+def unique_keys(records: list[dict]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for i, r in enumerate(records):
+        k = record_key(r, i)
+        if k in seen:
+            seen[k] += 1
+            k = f"{k}#{seen[k]}"
+        else:
+            seen[k] = 0
+        out.append(k)
+    return out
+
+
+@dataclass
+class StageResult:
+    stage: str
+    fingerprint: str
+    status: str  # cached | ran | failed
+    dir: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    usage: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class Runner:
+    def __init__(self, loaded: LoadedRecipe, runs_dir: Path, *, console: Any = None, show_progress: bool = True,
+                 retry_failed: bool = False) -> None:
+        self.loaded = loaded
+        self.recipe = loaded.recipe
+        self.store = RunStore(Path(runs_dir) / loaded.name)
+        self.console = console
+        self.show_progress = show_progress
+        self.retry_failed = retry_failed
+        self._zoo = None
+        self._fps: dict[str, str] | None = None
+        self._records: dict[str, list[dict]] = {}
+        self.results: dict[str, StageResult] = {}
+        locked = (loaded.recipe.lock or {}).get("models", {})
+        self.models = ModelManager(self.zoo, self.trained_model_dir, locked=locked, progress=self._say)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def zoo(self):
+        if self._zoo is None:
+            from registry.zoo import Zoo
+
+            self._zoo = Zoo.load([Path(z) if Path(z).is_absolute() else self.loaded.base_dir / z
+                                  for z in self.recipe.zoo])
+        return self._zoo
+
+    def _say(self, msg: str) -> None:
+        log.info(msg)
+        if self.console is not None:
+            self.console.print(f"[dim]{msg}[/dim]")
+
+    def trained_model_dir(self, stage: str) -> Path:
+        return self.store.stage_dir(stage, self.fingerprints()[stage]) / "model"
+
+    def model_identity(self, stage: str, slot: str) -> Any:
+        b = self.loaded.bindings[stage][slot]
+        opts = {k: v for k, v in b.options.items() if k not in RUNTIME_OPTIONS}
+        if b.kind == "stage":
+            return ["stage", self.fingerprints()[b.ref]]
+        source, pin = b.ref, None
+        try:
+            entry = self.zoo.get(b.ref)
+            source = entry.source
+            if source.startswith("file://"):
+                pin = self.zoo.pin(b.ref)
+        except KeyError:
+            if b.ref.startswith("file://"):
+                pin = file_identity(b.ref[len("file://"):])
+        return ["zoo", source, pin, b.backend, opts]
+
+    def fingerprints(self) -> dict[str, str]:
+        """Every stage's fingerprint, computed without loading any model."""
+        if self._fps is not None:
+            return self._fps
+        fps: dict[str, str] = {}
+        self._fps = fps
+        for s in self.loaded.order:
+            comp = self.loaded.components[s]
+            spec = self.recipe.stages[s]
+            params = comp.params.model_dump(mode="json")
+            fields = comp.Params.model_fields
+            files = {k: file_identity(v) for k, v in params.items()
+                     if isinstance(v, str) and k in fields and _is_path_field(k, fields[k].annotation)}
+            fps[s] = digest({
+                "type": comp.type, "version": comp.version, "params": params, "files": files,
+                "inputs": {p: fps[u] for p, u in sorted(spec.inputs.items())},
+                "models": {slot: self.model_identity(s, slot) for slot in self.loaded.bindings.get(s, {})},
+                "prompts": {k: text_hash(v) for k, v in comp.prompt_texts().items()},
+                "seed": self.stage_seed(s),
+            })
+        return fps
+
+    def stage_seed(self, stage: str) -> int:
+        return stage_seed(self.recipe.seed, stage)
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.store.stage_dir(stage, self.fingerprints()[stage])
+
+    def records(self, stage: str) -> list[dict]:
+        if stage not in self._records:
+            self._records[stage] = self.store.records(stage, self.fingerprints()[stage])
+        return self._records[stage]
+
+    def is_cached(self, stage: str) -> bool:
+        return self.store.is_done(stage, self.fingerprints()[stage])
+
+    # ------------------------------------------------------------------ run
+    def run(self, stages: list[str] | None = None) -> dict[str, StageResult]:
+        order = self.loaded.order if stages is None else [s for s in self.loaded.order if s in set(stages)]
+        fps = self.fingerprints()
+        self.store.set_latest({s: str(self.stage_dir(s).relative_to(self.store.root)) for s in self.loaded.order})
+        forced: set[str] = set()
+        with Progress(self.console, enabled=self.show_progress) as progress:
+            for s in order:
+                if self.retry_failed and self.is_cached(s):
+                    m = self.store.manifest(s, fps[s]) or {}
+                    if m.get("counts", {}).get("failed"):
+                        forced.add(s)
+                if any(u in forced for u in self.loaded.deps[s]):
+                    forced.add(s)  # its input changed although its fingerprint did not
+                if self.is_cached(s) and s not in forced:
+                    m = self.store.manifest(s, fps[s]) or {}
+                    self.results[s] = StageResult(s, fps[s], "cached", self.stage_dir(s), m.get("counts", {}),
+                                                  m.get("seconds", 0.0), m.get("usage", {}),
+                                                  read_json(self.stage_dir(s) / "metrics.json"))
+                    log.info("stage %s: cached (%s)", s, fps[s][:12])
+                    continue
+                self.results[s] = self._run_stage(s, progress)
+                if s in forced:
+                    self._records[s] = self.store.records(s, fps[s])
+        return self.results
+
+    def _inputs(self, stage: str) -> dict[str, list[dict]]:
+        return {port: self.records(up) for port, up in self.recipe.stages[stage].inputs.items()}
+
+    def _run_stage(self, s: str, progress: Progress) -> StageResult:
+        comp = self.loaded.components[s]
+        spec = self.recipe.stages[s]
+        fp = self.fingerprints()[s]
+        sdir = self.stage_dir(s)
+        sdir.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        inputs = self._inputs(s)
+        meter = Meter()
+        manifest = {"stage": s, "type": comp.type, "version": comp.version, "fingerprint": fp, "status": "running",
+                    "inputs": {p: self.fingerprints()[u] for p, u in spec.inputs.items()},
+                    "params": comp.params.model_dump(mode="json"), "produces_model": comp.produces_model}
+        atomic_write_json(sdir / "manifest.json", manifest)
+        total = None
+        if isinstance(comp, MapComponent):
+            total = len(inputs[self._map_port(comp, s)])
+        bar = progress.stage(s, total, meter)
+        ctx = StageContext(stage=s, params=comp.params, seed=self.stage_seed(s), stage_dir=sdir,
+                           bindings=self.loaded.bindings.get(s, {}), models=self.models, inputs=inputs, meter=meter,
+                           on_advance=bar.advance)
+        log.info("stage %s (%s): running → %s", s, comp.type, sdir)
+        try:
+            if isinstance(comp, MapComponent):
+                records, failures, counts = self._run_map(comp, s, ctx, inputs, bar)
+            else:
+                records, failures, counts = self._run_whole(comp, s, ctx, inputs)
+        except BudgetExceeded as e:
+            self._fail(sdir, manifest, meter, start, f"budget reached: {e}")
+            raise
+        except StageFailure as e:
+            self._fail(sdir, manifest, meter, start, str(e))
+            raise
+        except Exception as e:
+            tb = traceback.format_exc(limit=8)
+            log.error("stage %s failed:\n%s", s, tb)
+            self._fail(sdir, manifest, meter, start, f"{type(e).__name__}: {e}")
+            raise StageFailure(s, f"{type(e).__name__}: {e}") from e
+        finally:
+            bar.close()
+        write_jsonl(sdir / "records.jsonl", records)
+        write_jsonl(sdir / "failures.jsonl", failures)
+        self._records[s] = records
+        metrics = comp.summarize(records, ctx)
+        if metrics is not None:
+            atomic_write_json(sdir / "metrics.json", metrics)
+        section = comp.report(records, metrics, ctx)
+        if section:
+            atomic_write_text(sdir / "report_section.md", section)
+        seconds = time.monotonic() - start
+        usage = self._usage(meter)
+        manifest.update(status="done", counts=counts, seconds=round(seconds, 3), usage=usage,
+                        finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        atomic_write_json(sdir / "manifest.json", manifest)
+        log.info("stage %s: done in %.1fs, %s", s, seconds, counts)
+        return StageResult(s, fp, "ran", sdir, counts, seconds, usage, metrics)
+
+    @staticmethod
+    def _usage(meter: Meter) -> dict[str, Any]:
+        return {"calls": meter.calls, "cached_calls": meter.cached, "errors": meter.errors,
+                **meter.usage.model_dump()}
+
+    def _fail(self, sdir: Path, manifest: dict, meter: Meter, start: float, error: str) -> None:
+        manifest.update(status="failed", error=error, seconds=round(time.monotonic() - start, 3),
+                        usage=self._usage(meter))
+        atomic_write_json(sdir / "manifest.json", manifest)
+
+    def _map_port(self, comp: MapComponent, s: str) -> str:
+        if comp.map_over:
+            return comp.map_over
+        ports = list(self.recipe.stages[s].inputs)
+        if len(ports) != 1:
+            raise StageFailure(s, f"{comp.type} maps over one input; give exactly one or set map_over")
+        return ports[0]
+
+    # ------------------------------------------------------------------ map stages
+    def _run_map(self, comp: MapComponent, s: str, ctx: StageContext, inputs: dict[str, list[dict]], bar):
+        spec = self.recipe.stages[s]
+        records = inputs[self._map_port(comp, s)]
+        keys = unique_keys(records)
+        by_key = dict(zip(keys, records))
+        size = spec.batch_size or comp.batch_size
+        wal = AppendLog(ctx.artifact_dir / "wal.jsonl")
+        done: dict[str, dict] = {}
+        for entry in wal:
+            done.update(entry.get("items", {}))
+        if self.retry_failed:
+            done = {k: v for k, v in done.items() if "failed" not in v}
+        batches = []
+        for i in range(0, len(keys), size):
+            todo = [k for k in keys[i:i + size] if k not in done]
+            if todo:
+                batches.append(todo)
+        if done:
+            log.info("stage %s: resuming, %d of %d records already done", s, len(done), len(keys))
+            bar.advance(sum(1 for k in keys if k in done))
+
+        def work(bkeys: list[str]) -> None:
+            items = self._process_batch(comp, s, ctx, bkeys, [by_key[k] for k in bkeys], spec.retries)
+            wal.append({"items": items})
+            done.update(items)
+            bar.advance(len(bkeys))
+
+        if spec.concurrency > 1 and len(batches) > 1:
+            with ThreadPoolExecutor(spec.concurrency) as pool:
+                for f in [pool.submit(work, b) for b in batches]:
+                    f.result()
+        else:
+            for b in batches:
+                work(b)
+
+        out, failures = [], []
+        for k in keys:
+            item = done[k]
+            if "failed" in item:
+                failures.append({"stage": s, "record_id": k, **item["failed"]})
+            else:
+                out.extend(item["out"])
+        counts = {"in": len(records), "out": len(out), "failed": len(failures),
+                  "dropped": sum(1 for k in keys if "out" in done[k] and not done[k]["out"])}
+        for f in failures[:5]:
+            log.warning("stage %s, record %s failed: %s", s, f["record_id"], f["error"])
+        return out, failures, counts
+
+    def _process_batch(self, comp: MapComponent, s: str, ctx: StageContext, keys: list[str], batch: list[dict],
+                       retries: int) -> dict[str, dict]:
+        set_scope(digest(keys))
+        batch_failed = False
+        try:
+            outs: list[Any] = list(comp.process(batch, ctx))
+            if len(outs) != len(batch):
+                raise StageFailure(s, f"{comp.type}.process returned {len(outs)} results for {len(batch)} records")
+        except (BudgetExceeded, StageFailure):
+            raise
+        except Exception as e:  # the batch failed as a whole: try each record alone
+            log.warning("stage %s: batch of %d failed (%s: %s); retrying records one by one",
+                        s, len(batch), type(e).__name__, e)
+            outs = [e] * len(batch)
+            batch_failed = len(batch) > 1
+        # a record of a batch that failed as a whole gets one extra attempt: its first try alone
+        budget = retries + (1 if batch_failed else 0)
+        items: dict[str, dict] = {}
+        for k, rec, o in zip(keys, batch, outs):
+            attempt = 0
+            while self._retryable(o) and attempt < budget:
+                attempt += 1
+                set_scope(f"{k}:retry{attempt}")
+                try:
+                    o = comp.process([rec], ctx)[0]
+                except (BudgetExceeded, StageFailure):
+                    raise
+                except Exception as e:
+                    o = e
+            items[k] = self._encode(o, k)
+        return items
+
+    @staticmethod
+    def _retryable(o: Any) -> bool:
+        return isinstance(o, Exception) or (isinstance(o, Failed) and o.retry)
+
+    @staticmethod
+    def _encode(o: Any, key: str) -> dict:
+        if isinstance(o, Exception):
+            return {"failed": {"error": f"{type(o).__name__}: {o}", "raw": None}}
+        if isinstance(o, Failed):
+            return {"failed": {"error": o.error, "raw": o.raw}}
+        if isinstance(o, dict):
+            return {"out": [o]}
+        if isinstance(o, list):
+            return {"out": list(o)}
+        return {"failed": {"error": f"component returned {type(o).__name__}, expected dict, list or Failed",
+                           "raw": None}}
+
+    # ------------------------------------------------------------------ whole stages
+    def _run_whole(self, comp: Component, s: str, ctx: StageContext, inputs: dict[str, list[dict]]):
+        spec = self.recipe.stages[s]
+        set_scope(f"whole:{s}")
+        if spec.launch and int(spec.launch.get("num_processes", 1)) > 1:
+            from runner.launch import run_launched
+
+            records = run_launched(self, s, ctx)
+        else:
+            records = comp.run(inputs, ctx)
+        records = list(records or [])
+        n_in = sum(len(v) for v in inputs.values())
+        return records, [], {"in": n_in, "out": len(records), "failed": 0}

@@ -1,0 +1,89 @@
+"""``recipe.lock.yaml``: the run as it really ran — defaults filled in, models pinned, versions, hashes.
+
+The lockfile is itself a recipe (plus a ``lock:`` section), so ``recipe run recipe.lock.yaml`` repeats the
+run; relative paths keep working because ``lock.recipe_dir`` points back at the recipe's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.fingerprint import text_hash
+from runner.secrets import redact
+
+PACKAGES = ("recipe-zoo", "torch", "transformers", "peft", "accelerate", "huggingface_hub", "openai", "datasets",
+            "pydantic", "nltk", "gguf", "safetensors", "tokenizers", "vllm")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for p in PACKAGES:
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def build_lock(runner: Any) -> dict[str, Any]:
+    loaded = runner.loaded
+    recipe = loaded.recipe
+    fps = runner.fingerprints()
+    stages = {}
+    for s in loaded.order:
+        spec = recipe.stages[s].model_dump(mode="json", exclude_defaults=False)
+        comp = loaded.components[s]
+        spec["params"] = comp.params.model_dump(mode="json")
+        stages[s] = spec
+    models: dict[str, Any] = {}
+    for role, m in recipe.models.items():
+        spec = recipe.model_spec(role)
+        models[role] = spec.model_dump(mode="json")
+    pinned: dict[str, dict] = {}
+    refs = {b.ref for bs in loaded.bindings.values() for b in bs.values() if b.kind == "zoo"}
+    for ref in sorted(refs):
+        entry = None
+        try:
+            entry = runner.zoo.get(ref)
+        except KeyError:
+            pass
+        pinned[ref] = {"source": entry.source if entry else ref, "pin": runner.zoo.pin(ref)}
+    pinned.update({k: v for k, v in runner.models.pins().items() if v.get("pin")})
+    lock_dir = runner.store.root
+    data = {
+        "recipe": recipe.recipe,
+        "description": recipe.description,
+        "seed": recipe.seed,
+        "zoo": [str(Path(z) if Path(z).is_absolute() else (loaded.base_dir / z)) for z in recipe.zoo],
+        "models": models,
+        "stages": stages,
+        "publish": recipe.publish.model_dump(mode="json") if recipe.publish else None,
+        "lock": {
+            "recipe_file": str(loaded.path),
+            "recipe_dir": os.path.relpath(loaded.base_dir, lock_dir),
+            "profile": loaded.profile,
+            "models": pinned,
+            "fingerprints": fps,
+            "prompts": {s: {k: text_hash(v) for k, v in loaded.components[s].prompt_texts().items()}
+                        for s in loaded.order if loaded.components[s].prompt_texts()},
+            "stage_seeds": {s: runner.stage_seed(s) for s in loaded.order},
+            "packages": package_versions(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+        },
+    }
+    if data["publish"] is None:
+        del data["publish"]
+    return data
+
+
+def dump_lock(data: dict[str, Any]) -> str:
+    header = "# Written by `recipe run`. Reproduce with: recipe run recipe.lock.yaml\n"
+    return redact(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120))

@@ -1,0 +1,82 @@
+"""Opens the models a run needs, lazily and once: a cached run never loads one."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from registry.resolved import TRAINED_MODEL_FILE, ResolvedModel
+from runner.errors import StageFailure
+from runner.load import Binding
+
+
+class ModelManager:
+    def __init__(self, zoo: Any, trained: Callable[[str], Path], locked: dict[str, dict] | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.zoo = zoo
+        self.trained = trained  # stage name → its model folder
+        self.locked = locked or {}
+        self.progress = progress
+        self._llms: dict[tuple, Any] = {}
+        self._embedders: dict[str, Any] = {}
+        self._resolved: dict[str, ResolvedModel] = {}
+        self._lock = threading.RLock()
+
+    def resolve(self, b: Binding) -> ResolvedModel:
+        with self._lock:
+            key = f"{b.kind}:{b.ref}"
+            if key in self._resolved:
+                return self._resolved[key]
+            if b.kind == "stage":
+                path = self.trained(b.ref)
+                if not (path / TRAINED_MODEL_FILE).exists() and not (path / "config.json").exists():
+                    raise StageFailure(b.ref, f"no trained model in {path}")
+                rm = ResolvedModel(name=b.ref, source=f"file://{path}", kind="chat", backend="transformers",
+                                   path=path)
+            else:
+                rm = self.zoo.resolve(b.ref, pull=True, progress=self.progress)
+                want = self.locked.get(b.ref, {}).get("pin")
+                if want and rm.pin and want != rm.pin:
+                    raise StageFailure("models", f"model {b.ref!r} resolves to {rm.pin}, but the lockfile pins "
+                                       f"{want}; pull the locked version or run the recipe instead of the lock")
+            self._resolved[key] = rm
+            return rm
+
+    def llm(self, b: Binding):
+        from runner.backends import open_llm
+
+        with self._lock:
+            key = (b.kind, b.ref, b.backend, repr(sorted(b.options.items())))
+            if key not in self._llms:
+                rm = self.resolve(b)
+                if b.backend:
+                    rm = rm.model_copy(update={"backend": b.backend})
+                tok_path = None
+                if rm.tokenizer and rm.path is None:
+                    try:
+                        if self.zoo.is_pulled(rm.tokenizer):
+                            tok_path = self.zoo.resolve(rm.tokenizer, pull=False).path
+                    except Exception:
+                        tok_path = None
+                self._llms[key] = open_llm(rm, options=dict(b.options), tokenizer_path=tok_path)
+            return self._llms[key]
+
+    def embedder(self, b: Binding):
+        from runner.backends import open_embedder
+
+        with self._lock:
+            if b.ref not in self._embedders:
+                self._embedders[b.ref] = open_embedder(self.resolve(b))
+            return self._embedders[b.ref]
+
+    def pins(self) -> dict[str, dict]:
+        return {rm.name if k.startswith("zoo:") else k: {"source": rm.source, "pin": rm.pin}
+                for k, rm in self._resolved.items() if k.startswith("zoo:")}
+
+    def close(self) -> None:
+        for m in self._llms.values():
+            try:
+                m.close()
+            except Exception:
+                pass

@@ -1,0 +1,62 @@
+"""``recipe plan``: what is cached, what will run, records, LLM calls and estimated API cost per stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from runner.store import read_json
+
+
+@dataclass
+class PlanRow:
+    stage: str
+    type: str
+    status: str  # cached | run
+    records_in: dict[str, int | None]
+    records_out: int | None
+    llm_calls: int
+    cost_usd: float | None
+    model: str
+
+
+def _price(runner: Any, stage: str) -> tuple[float, float] | None:
+    b = next(iter(runner.loaded.bindings.get(stage, {}).values()), None)
+    if b is None or b.kind != "zoo":
+        return None
+    try:
+        entry = runner.zoo.get(b.ref)
+    except KeyError:
+        return None
+    api = getattr(entry, "api", None)
+    if not api:
+        return None
+    return float(api.input_per_mtok), float(api.output_per_mtok)
+
+
+def make_plan(runner: Any) -> list[PlanRow]:
+    loaded = runner.loaded
+    fps = runner.fingerprints()
+    n_out: dict[str, int | None] = {}
+    rows = []
+    for s in loaded.order:
+        comp = loaded.components[s]
+        spec = loaded.recipe.stages[s]
+        cached = runner.is_cached(s)
+        n_in = {p: n_out.get(u) for p, u in spec.inputs.items()}
+        est = comp.estimate(n_in)
+        if cached:
+            m = read_json(runner.stage_dir(s) / "manifest.json", {}) or {}
+            n_out[s] = m.get("counts", {}).get("out")
+        else:
+            n_out[s] = est.records_out
+        price = _price(runner, s)
+        cost = None
+        if price and not cached:
+            cost = (est.prompt_tokens * price[0] + est.completion_tokens * price[1]) / 1e6
+        b = loaded.bindings.get(s, {})
+        model = ", ".join(f"{slot}={x.ref}" for slot, x in b.items())
+        rows.append(PlanRow(s, comp.type, "cached" if cached else "run", n_in, n_out[s],
+                            0 if cached else est.llm_calls, 0.0 if cached else cost, model))
+        _ = fps
+    return rows

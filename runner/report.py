@@ -1,0 +1,82 @@
+"""``report.md``: stages, counts, timings, usage, failures, metrics, and each component's own section."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from runner.secrets import redact
+from runner.store import read_json, read_jsonl
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False, default=str)[:200]
+    return str(v)
+
+
+def build_report(runner: Any, error: str | None = None) -> str:
+    loaded = runner.loaded
+    root = runner.store.root
+    lines = [f"# {loaded.name} — run report", ""]
+    if loaded.recipe.description:
+        lines += [loaded.recipe.description, ""]
+    lines += [f"- recipe: `{loaded.path}`" + (f" (profile `{loaded.profile}`)" if loaded.profile else ""),
+              f"- written: {time.strftime('%Y-%m-%d %H:%M:%S')}",
+              "- reproduce: `recipe run recipe.lock.yaml`", ""]
+    if error:
+        lines += ["## Stopped", "", f"> {error}", "", "Run the same command again to resume: finished records "
+                  "and paid calls are kept.", ""]
+    lines += ["## Stages", "", "| stage | type | status | in | out | failed | seconds | LLM calls | tokens | cost $ |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    total_cost = 0.0
+    sections = []
+    metrics_all = {}
+    failures_all = []
+    for s in loaded.order:
+        res = runner.results.get(s)
+        sdir = runner.stage_dir(s)
+        m = read_json(sdir / "manifest.json", {}) or {}
+        status = res.status if res else ("cached" if m.get("status") == "done" else m.get("status", "not run"))
+        counts = m.get("counts", {})
+        usage = m.get("usage", {})
+        total_cost += float(usage.get("cost_usd", 0) or 0)
+        tokens = int(usage.get("prompt_tokens", 0) or 0) + int(usage.get("completion_tokens", 0) or 0)
+        calls = usage.get("calls", 0)
+        if usage.get("cached_calls"):
+            calls = f"{calls} (+{usage['cached_calls']} replayed)"
+        lines.append(f"| {s} | `{loaded.components[s].type}` | {status} | {counts.get('in', '')} | "
+                     f"{counts.get('out', '')} | {counts.get('failed', '')} | {m.get('seconds', '')} | {calls} | "
+                     f"{tokens or ''} | {usage.get('cost_usd', 0) or ''} |")
+        metrics = read_json(sdir / "metrics.json")
+        if metrics:
+            metrics_all[s] = metrics
+        if (sdir / "failures.jsonl").exists():
+            failures_all += [(s, f) for f in read_jsonl(sdir / "failures.jsonl")[:3]]
+        sec = sdir / "report_section.md"
+        if sec.exists():
+            rel = sdir.relative_to(root)
+            text = sec.read_text(encoding="utf-8")
+            # images a component wrote next to its section are linked from the report's folder
+            text = text.replace("](", f"]({rel}/").replace(f"]({rel}/http", "](http")
+            sections.append((s, text))
+    lines += ["", f"Total API cost: ${total_cost:.4f}", ""]
+    if metrics_all:
+        lines += ["## Metrics", ""]
+        for s, metrics in metrics_all.items():
+            lines += [f"### {s}", "", "| metric | value |", "|---|---|"]
+            for k, v in metrics.items():
+                lines.append(f"| {k} | {_fmt(v)} |")
+            lines.append("")
+    if failures_all:
+        lines += ["## Failures (first per stage; all in each stage's failures.jsonl)", ""]
+        for s, f in failures_all:
+            raw = (f.get("raw") or "")[:160].replace("\n", " ")
+            lines.append(f"- `{s}` record `{f.get('record_id')}`: {f.get('error')}" + (f" — raw: `{raw}`" if raw else ""))
+        lines.append("")
+    for s, text in sections:
+        lines += [f"## {s}", "", text.strip(), ""]
+    return redact("\n".join(lines) + "\n")

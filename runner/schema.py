@@ -1,0 +1,55 @@
+"""The recipe file format (pydantic). Component ``params`` are validated separately, per component."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelSpec(Strict):
+    """A model role bound to a zoo entry (or an inline source URI), with optional backend options."""
+
+    name: str = Field(description="zoo name, or a source URI (hf://, file://, random://, openai://, pypi://)")
+    backend: str | None = Field(None, description="transformers | openai | vllm; default: the zoo entry's")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="backend options (batch_size, dtype, concurrency, rpm, budget_usd…)")
+
+
+class StageSpec(Strict):
+    type: str = Field(description="component type name, or module:Class for a user component")
+    inputs: dict[str, str] = Field(default_factory=dict, description="input port → upstream stage name")
+    model: str | None = Field(None, description="role, zoo name or trainer stage bound to the main model slot")
+    models: dict[str, str] = Field(default_factory=dict, description="slot → role / zoo name / trainer stage")
+    params: dict[str, Any] = Field(default_factory=dict, description="the component's parameters")
+    batch_size: int | None = Field(None, ge=1, description="records per process() call (map components)")
+    concurrency: int = Field(1, ge=1, description="batches processed at once (map components)")
+    retries: int = Field(2, ge=0, description="extra attempts for a failed record before the failures ledger")
+    launch: dict[str, Any] | None = Field(None, description="multi-process launch for trainers (accelerate)")
+
+
+class PublishSpec(Strict):
+    to: str | None = Field(None, description="hf://org/name or file://folder; default file://<run>/published")
+    artifacts: list[str] | None = Field(None, description="stages to publish; default: all with outputs")
+    private: bool = Field(True, description="Hub repos are private unless set to false")
+
+
+class Recipe(Strict):
+    recipe: str = Field(description="recipe name; the run folder is runs/<recipe>")
+    description: str = ""
+    seed: int = Field(0, description="seed for every stage (each stage derives its own from it)")
+    zoo: list[str] = Field(default_factory=list, description="extra zoo files, relative to the recipe")
+    models: dict[str, str | ModelSpec] = Field(default_factory=dict, description="role → model")
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                                description="named overlays deep-merged by --profile")
+    stages: dict[str, StageSpec]
+    publish: PublishSpec | None = None
+    lock: dict[str, Any] | None = Field(None, description="written in recipe.lock.yaml; pins a reproduction")
+
+    def model_spec(self, role: str) -> ModelSpec:
+        m = self.models[role]
+        return m if isinstance(m, ModelSpec) else ModelSpec(name=m)

@@ -1,0 +1,118 @@
+"""YAML loading that remembers where every key and value came from (file, line, column).
+
+PyYAML's composer gives nodes with start marks; we build plain Python data from the node tree and a
+``SourceMap`` from key paths to positions, so any later error can point at the YAML line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Path_ = tuple  # a key path: ("stages", "qa", "params", "n")
+
+
+@dataclass(frozen=True)
+class Pos:
+    file: str
+    line: int  # 1-based
+    col: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}" if self.line else self.file
+
+
+@dataclass
+class SourceMap:
+    """Key path → position of the value, and of the key itself (for unknown-key errors)."""
+
+    values: dict[Path_, Pos] = field(default_factory=dict)
+    keys: dict[Path_, Pos] = field(default_factory=dict)
+    default: Pos | None = None
+
+    def find(self, path: Path_, *, key: bool = False) -> Pos | None:
+        """Position of ``path`` or of its closest ancestor that has one."""
+        table = self.keys if key else self.values
+        p = tuple(path)
+        while p:
+            if p in table:
+                return table[p]
+            if not key and p in self.keys:
+                return self.keys[p]
+            p = p[:-1]
+        return self.values.get((), self.default)
+
+    def move(self, src: Path_, dst: Path_) -> "SourceMap":
+        """The entries under ``src`` re-keyed under ``dst`` (used when a profile overlays the recipe)."""
+        out = SourceMap()
+        n = len(src)
+        for table, target in ((self.values, out.values), (self.keys, out.keys)):
+            for p, pos in table.items():
+                if p[:n] == tuple(src):
+                    target[tuple(dst) + p[n:]] = pos
+        return out
+
+    def update(self, other: "SourceMap") -> None:
+        """Let ``other``'s positions win where both have one."""
+        self.values.update(other.values)
+        self.keys.update(other.keys)
+
+
+class YamlSyntaxError(Exception):
+    def __init__(self, pos: Pos, message: str) -> None:
+        super().__init__(f"{pos}: {message}")
+        self.pos = pos
+        self.message = message
+
+
+def _mark(file: str, mark: Any) -> Pos:
+    return Pos(file, mark.line + 1, mark.column + 1)
+
+
+def _build(node: yaml.Node, path: Path_, file: str, smap: SourceMap) -> Any:
+    smap.values[path] = _mark(file, node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise YamlSyntaxError(_mark(file, key_node.start_mark), "'<<' merge keys are not supported")
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise YamlSyntaxError(_mark(file, key_node.start_mark), "keys must be plain scalars")
+            key = _scalar(key_node)
+            if key in out:
+                raise YamlSyntaxError(_mark(file, key_node.start_mark), f"duplicate key {key!r}")
+            smap.keys[path + (key,)] = _mark(file, key_node.start_mark)
+            out[key] = _build(value_node, path + (key,), file, smap)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, path + (i,), file, smap) for i, item in enumerate(node.value)]
+    return _scalar(node)
+
+
+_LOADER = yaml.SafeLoader("")
+
+
+def _scalar(node: yaml.Node) -> Any:
+    return _LOADER.construct_object(node, deep=True)
+
+
+def load_yaml(path: Path) -> tuple[Any, SourceMap]:
+    """Parse ``path``; return the data and its source map. Raises YamlSyntaxError with a position."""
+    text = Path(path).read_text(encoding="utf-8")
+    return loads_yaml(text, str(path))
+
+
+def loads_yaml(text: str, file: str = "<string>") -> tuple[Any, SourceMap]:
+    smap = SourceMap(default=Pos(file, 1, 1))
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        pos = _mark(file, mark) if mark else Pos(file, 1, 1)
+        raise YamlSyntaxError(pos, f"invalid YAML: {e.problem or e}") from None
+    if node is None:
+        return {}, smap
+    return _build(node, (), file, smap), smap

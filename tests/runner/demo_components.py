@@ -1,0 +1,87 @@
+"""Small user components for runner tests (referenced from recipes as ``demo_components:Class``)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pydantic import Field
+
+from components.base import Failed, Fields, MapComponent, ModelSlot, Params, WholeComponent
+from runner.backends.base import Sampling
+
+
+class Numbers(WholeComponent):
+    """Emits ``n`` records ``{id, text}``."""
+
+    outputs = Fields("id", "text")
+
+    class Params(Params):
+        n: int = Field(5, description="how many records")
+        path: str | None = Field(None, description="unused; checks path resolution")
+
+    def run(self, inputs, ctx):
+        return [{"id": f"r{i}", "text": f"number {i}"} for i in range(self.params.n)]
+
+
+class Ask(MapComponent):
+    """Asks the model about each record's text; fails records whose text contains ``fail_on``."""
+
+    inputs = {"records": Fields("text")}
+    outputs = Fields("id", "text", "answer")
+    models = {"llm": ModelSlot(kind="chat")}
+    prompts = {"ask": "Say something about: {text}"}
+    batch_size = 2
+
+    class Params(Params):
+        fail_on: str | None = None
+        sleep: float = 0.0
+        max_new_tokens: int = 8
+
+    def process(self, batch, ctx):
+        convs = [[{"role": "user", "content": self.prompts["ask"].format(text=r["text"])}] for r in batch]
+        results = ctx.model().chat(convs, Sampling(max_new_tokens=self.params.max_new_tokens))
+        if self.params.sleep:
+            time.sleep(self.params.sleep)
+        out = []
+        for r, res in zip(batch, results):
+            if self.params.fail_on and self.params.fail_on in r["text"]:
+                out.append(Failed("unparsable answer", raw=res.text))
+            else:
+                out.append({**r, "answer": res.text})
+        return out
+
+
+class Explode(MapComponent):
+    """Raises for records whose text contains ``boom`` (exceptions become failures)."""
+
+    inputs = {"records": Fields("text")}
+    outputs = Fields("id", "text")
+
+    def process(self, batch, ctx):
+        if any("3" in r["text"] for r in batch):
+            raise ValueError("cannot handle 3")
+        return [dict(r) for r in batch]
+
+
+class Needs(WholeComponent):
+    """Requires a field nobody makes (for record-type checks)."""
+
+    inputs = {"records": Fields("text", "score")}
+
+    def run(self, inputs, ctx):
+        return inputs["records"]
+
+
+class CountRuns(WholeComponent):
+    """Appends a line to ``log`` every time it runs (to observe caching)."""
+
+    inputs = {"records": Fields()}
+
+    class Params(Params):
+        log: str
+
+    def run(self, inputs, ctx):
+        with open(self.params.log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return [{"id": "n", "n": len(inputs["records"])}]
