@@ -44,8 +44,10 @@ def builtins() -> dict[str, type[Component]]:
     for cls in _subclasses(Component):
         if cls.type and cls.__module__.startswith("components."):
             if cls.type in table and table[cls.type] is not cls:
-                raise RuntimeError(f"component type {cls.type!r} is defined twice: "
-                                   f"{table[cls.type].__module__} and {cls.__module__}")
+                raise RuntimeError(
+                    f"component type {cls.type!r} is defined twice: "
+                    f"{table[cls.type].__module__} and {cls.__module__}"
+                )
             table[cls.type] = cls
     return table
 
@@ -63,6 +65,8 @@ def _import_target(target: str) -> type[Component]:
         obj = getattr(obj, part)
     if not (isinstance(obj, type) and issubclass(obj, Component)):
         raise TypeError(f"{target} is not a Component subclass")
+    if not obj.type:  # a user component is known by the name the recipe gives it
+        obj.type = target
     return obj
 
 

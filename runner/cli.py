@@ -18,11 +18,10 @@ def _console(stderr: bool = False):
 
 
 def _print_problems(err) -> None:
-    console = _console(stderr=True)
     lines = err.lines()
-    for line in lines:
-        console.print(line, markup=False)
-    console.print(f"{len(lines)} problem{'s' if len(lines) != 1 else ''} found; nothing was run.", style="bold red")
+    for line in lines:  # plain lines: editors and CI parse file:line:col, so never wrap them
+        print(line, file=sys.stderr)
+    print(f"{len(lines)} problem{'s' if len(lines) != 1 else ''} found; nothing was run.", file=sys.stderr)
 
 
 def _load(args, recipe: str):

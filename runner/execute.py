@@ -122,8 +122,11 @@ class Runner:
             spec = self.recipe.stages[s]
             params = comp.params.model_dump(mode="json")
             fields = comp.Params.model_fields
-            files = {k: file_identity(v) for k, v in params.items()
-                     if isinstance(v, str) and k in fields and _is_path_field(k, fields[k].annotation)}
+            # a source stage (nothing connected upstream) depends on the files it reads; other stages'
+            # path params are usually outputs, whose content must not change their own fingerprint
+            files = {} if spec.inputs else {
+                k: file_identity(v) for k, v in params.items()
+                if isinstance(v, str) and k in fields and _is_path_field(k, fields[k].annotation)}
             fps[s] = digest({
                 "type": comp.type, "version": comp.version, "params": params, "files": files,
                 "inputs": {p: fps[u] for p, u in sorted(spec.inputs.items())},

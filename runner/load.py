@@ -85,6 +85,11 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str):  # YAML 1.1 reads 1e-5 as a string; a number is what anyone means
+        try:
+            value = float(value) if re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value) else value
+        except ValueError:
+            pass
     return path, value
 
 

@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+from runner.secrets import redact
+
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file in the same folder + rename, so a reader never sees half a file."""
@@ -16,7 +18,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            f.write(redact(text))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -86,7 +88,7 @@ class AppendLog:
         return iter(read_jsonl(self.path))
 
     def append(self, *entries: dict) -> None:
-        text = "".join(json.dumps(e, ensure_ascii=False, default=str) + "\n" for e in entries)
+        text = redact("".join(json.dumps(e, ensure_ascii=False, default=str) + "\n" for e in entries))
         with self._lock, open(self.path, "a", encoding="utf-8") as f:
             f.write(text)
             f.flush()

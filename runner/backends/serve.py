@@ -198,6 +198,7 @@ class ChatHandler(BaseHTTPRequestHandler):
     """The request handler. Subclasses may override ``do_POST`` / ``do_GET`` and use ``send_json``."""
 
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
+    disable_nagle_algorithm = True  # small JSON replies go out at once, not after a delayed ACK
     server: "ChatServer"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base class signature
@@ -235,6 +236,10 @@ class ChatHandler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             self.send_error_json(404, f"no route POST {self.path}", code="not_found")
             return
+        self.respond_chat(raw)
+
+    def respond_chat(self, raw: bytes) -> None:
+        """Answer a chat completion request whose body is ``raw``."""
         try:
             body = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError):

@@ -79,9 +79,10 @@ class CountRuns(WholeComponent):
     inputs = {"records": Fields()}
 
     class Params(Params):
-        log: str
+        log_file: str
+        tag: str = ""
 
     def run(self, inputs, ctx):
-        with open(self.params.log, "a") as f:
+        with open(self.params.log_file, "a") as f:
             f.write(f"{os.getpid()}\n")
         return [{"id": "n", "n": len(inputs["records"])}]

@@ -28,7 +28,7 @@ stages:
   count:
     type: demo_components:CountRuns
     inputs: {records: ask}
-    params: {log: count.log}
+    params: {log_file: count.log}
 """
 
 
@@ -81,7 +81,7 @@ def test_second_run_is_cached_and_edit_reruns_only_downstream(tmp_path, llm):
     assert llm.generated == n, "a cached run calls no model"
     assert len(log.read_text().splitlines()) == 1
     # changing the last stage reruns it alone
-    run(tmp_path, RECIPE.replace("log: count.log", "log: ./count.log"))
+    run(tmp_path, RECIPE.replace("log_file: count.log}", "log_file: count.log, tag: x}"))
     assert llm.generated == n
     assert len(log.read_text().splitlines()) == 2
     # changing a middle stage reruns it and what depends on it
@@ -95,7 +95,7 @@ def test_lockfile_reproduces_from_cache(tmp_path, llm):
     root = run(tmp_path)
     n = llm.generated
     loaded = load_recipe(root / "recipe.lock.yaml")
-    assert loaded.components["count"].params.log == str(tmp_path / "count.log")
+    assert loaded.components["count"].params.log_file == str(tmp_path / "count.log")
     run_recipe(loaded, tmp_path / "runs", progress=False)
     assert llm.generated == n  # same fingerprints → everything served from cache
 

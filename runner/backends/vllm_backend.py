@@ -1,0 +1,237 @@
+"""The vllm backend: in-process vLLM on GPUs (continuous batching, tensor parallelism).
+
+vllm is an optional extra, imported only when the engine starts. The mapping from our settings to
+vLLM's is kept in pure functions (``sampling_kwargs``, ``engine_kwargs``, ``chat_result``,
+``score_result``) so it is checked without vllm installed.
+
+Prompts are rendered and tokenized exactly as in the transformers backend (same chat template, same
+special-token rule) and sent as token ids, so both backends see the same prompt. A trained adapter folder
+is merged into a full model folder once (``<folder>/merged``), which also covers adapters whose training
+added tokens.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from registry.resolved import ResolvedModel
+from runner.backends.base import LLM, ChatResult, Sampling, ScoreResult, TokenLogprob, Usage
+from runner.backends.hf_loading import (
+    PLAIN_CHAT_TEMPLATE,
+    load_config,
+    load_tokenizer,
+    model_folder,
+    render_chat,
+    trained_info,
+)
+
+ENGINE_OPTIONS = ("tensor_parallel_size", "max_model_len", "dtype", "gpu_memory_utilization",
+                  "enable_prefix_caching", "max_logprobs", "seed", "max_num_seqs", "enforce_eager",
+                  "quantization", "swap_space", "trust_remote_code")
+
+
+def sampling_kwargs(sampling: Sampling) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.SamplingParams`` for our sampling settings."""
+    greedy = sampling.temperature == 0
+    kwargs: dict[str, Any] = {
+        "n": 1,
+        "temperature": 0.0 if greedy else sampling.temperature,
+        "top_p": 1.0 if greedy else sampling.top_p,
+        "max_tokens": sampling.max_new_tokens,
+        "stop": list(sampling.stop),
+        "include_stop_str_in_output": False,
+    }
+    if sampling.seed is not None:
+        kwargs["seed"] = sampling.seed
+    if sampling.logprobs is not None:
+        kwargs["logprobs"] = sampling.logprobs
+    return kwargs
+
+
+def score_sampling_kwargs() -> dict[str, Any]:
+    """``SamplingParams`` for scoring: one throwaway token, logprobs of every prompt token."""
+    return {"n": 1, "temperature": 0.0, "max_tokens": 1, "prompt_logprobs": 0}
+
+
+def engine_kwargs(model: ResolvedModel, options: dict[str, Any] | None = None,
+                  model_path: Path | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.LLM`` from the zoo entry's ``serving`` dict and the recipe's options.
+
+    Defaults: one GPU, the model's own dtype (``auto``), 90 % of GPU memory, prefix caching on (prompts
+    in a recipe share long documents), ``max_model_len`` = the zoo's context length when it gives one.
+    ``model_path`` replaces the model folder (a merged adapter).
+    """
+    settings = {**model.serving, **(options or {})}
+    path = Path(model_path) if model_path is not None else model_folder(model)
+    kwargs: dict[str, Any] = {
+        "model": str(path),
+        "tokenizer": str(path),
+        "tensor_parallel_size": int(settings.get("tensor_parallel_size", 1)),
+        "dtype": settings.get("dtype", "auto"),
+        "gpu_memory_utilization": float(settings.get("gpu_memory_utilization", 0.9)),
+        "enable_prefix_caching": bool(settings.get("enable_prefix_caching", True)),
+    }
+    max_len = settings.get("max_model_len", model.context_length)
+    if max_len:
+        kwargs["max_model_len"] = int(max_len)
+    for key in ENGINE_OPTIONS:
+        if key in settings and key not in kwargs and key != "max_model_len":
+            kwargs[key] = settings[key]
+    return kwargs
+
+
+def _entries(position: Any) -> dict[int, Any]:
+    return dict(position.items()) if position is not None else {}
+
+
+def _token_logprob(token_id: int, entries: dict[int, Any], top: int, decode: Callable[[int], str]) -> TokenLogprob:
+    """One generated token's logprob from vLLM's ``{token_id: Logprob}`` (sampled token plus top-k)."""
+    def text(tid: int, lp: Any) -> str:
+        return lp.decoded_token if getattr(lp, "decoded_token", None) is not None else decode(tid)
+
+    ranked = sorted(entries.items(), key=lambda kv: -kv[1].logprob)[:top] if top else []
+    best: dict[str, float] = {}
+    for tid, lp in ranked:
+        best.setdefault(text(tid, lp), lp.logprob)
+    chosen = entries[token_id]
+    return TokenLogprob(token=text(token_id, chosen), logprob=chosen.logprob, top=best)
+
+
+def chat_result(output: Any, sampling: Sampling, decode: Callable[[int], str]) -> ChatResult:
+    """A ChatResult from a vLLM ``RequestOutput``."""
+    completion = output.outputs[0]
+    logprobs = None
+    if sampling.logprobs is not None and completion.logprobs is not None:
+        logprobs = [
+            _token_logprob(tid, _entries(pos), sampling.logprobs, decode)
+            for tid, pos in zip(completion.token_ids, completion.logprobs)
+        ]
+    return ChatResult(
+        text=completion.text,
+        usage=Usage(prompt_tokens=len(output.prompt_token_ids), completion_tokens=len(completion.token_ids)),
+        finish_reason=completion.finish_reason,
+        logprobs=logprobs,
+    )
+
+
+def score_result(output: Any, convert: Callable[[list[int]], list[str]]) -> ScoreResult:
+    """A ScoreResult from a vLLM ``RequestOutput`` made with ``prompt_logprobs`` (first entry None)."""
+    ids = list(output.prompt_token_ids)
+    logprobs: list[float | None] = []
+    for i, (tid, pos) in enumerate(zip(ids, output.prompt_logprobs)):
+        logprobs.append(None if i == 0 or pos is None else _entries(pos)[tid].logprob)
+    return ScoreResult(tokens=convert(ids), token_ids=ids, logprobs=logprobs)
+
+
+def merged_folder(folder: Path) -> Path:
+    """A full model folder for ``folder``: itself, or for an adapter folder its merge into the base,
+    written once to ``<folder>/merged`` (atomically, so an interrupted merge is redone)."""
+    info = trained_info(folder)
+    if not (info and info.get("adapter")):
+        return folder
+    target = folder / "merged"
+    if (target / "config.json").is_file():
+        return target
+    import shutil
+
+    from runner.backends.hf_loading import load_causal_lm
+
+    config = load_config(folder)
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32"
+    lm = load_causal_lm(folder, dtype=dtype, device="cpu")
+    staging = folder / "merged.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    lm.save_pretrained(staging)
+    load_tokenizer(folder).save_pretrained(staging)
+    staging.rename(target)
+    return target
+
+
+class VLLMLLM(LLM):
+    """A local model run by an in-process vLLM engine (started on first use)."""
+
+    backend = "vllm"
+
+    def __init__(self, model: ResolvedModel, options: dict[str, Any] | None = None) -> None:
+        self.name = model.name
+        self.model = model
+        self.options = dict(options or {})
+        self.on_result: Callable[[int, ChatResult], None] | None = None
+        self._engine: Any = None
+        self._tok: Any = None
+        self._lock = threading.Lock()
+
+    def tokenizer(self) -> Any:
+        if self._tok is None:
+            self._tok = load_tokenizer(self.model)
+        return self._tok
+
+    def _get_engine(self) -> Any:
+        with self._lock:
+            if self._engine is None:
+                try:
+                    import vllm
+                except ImportError as exc:
+                    raise RuntimeError(
+                        f"model {self.name!r} uses the vllm backend, but vllm is not installed "
+                        "(pip install 'recipe-zoo[vllm]')"
+                    ) from exc
+                path = merged_folder(model_folder(self.model))
+                self._engine = vllm.LLM(**engine_kwargs(self.model, self.options, path))
+            return self._engine
+
+    @property
+    def context_length(self) -> int | None:
+        limit = self.options.get("max_model_len") or self.model.serving.get("max_model_len")
+        if limit:
+            return int(limit)
+        if self.model.context_length:
+            return self.model.context_length
+        return getattr(load_config(self.model), "max_position_embeddings", None)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer().encode(text, add_special_tokens=False))
+
+    def _prompt_ids(self, conversation: list[dict]) -> list[int]:
+        tok = self.tokenizer()
+        template = self.model.chat_template or getattr(tok, "chat_template", None)
+        text = render_chat(tok, conversation, template)
+        return tok(text, add_special_tokens=template is None or template == PLAIN_CHAT_TEMPLATE)["input_ids"]
+
+    def chat(self, conversations: list[list[dict]], sampling: Sampling) -> list[ChatResult]:
+        import vllm
+
+        engine = self._get_engine()
+        tok = self.tokenizer()
+        prompts = [{"prompt_token_ids": self._prompt_ids(c)} for c in conversations]
+        outputs = engine.generate(prompts, vllm.SamplingParams(**sampling_kwargs(sampling)), use_tqdm=False)
+        results = []
+        for i, out in enumerate(outputs):
+            result = chat_result(out, sampling, lambda tid: tok.decode([tid]))
+            results.append(result)
+            if self.on_result is not None:
+                self.on_result(i, result)
+        return results
+
+    def score(self, texts: list[str], *, attentions: bool = False,
+              prompt_lengths: list[int] | None = None) -> list[ScoreResult]:
+        """Per-token logprobs through vLLM's ``prompt_logprobs``. Attentions need the transformers
+        backend."""
+        if attentions:
+            raise NotImplementedError("the vllm backend cannot return attentions; use the transformers backend")
+        import vllm
+
+        engine = self._get_engine()
+        tok = self.tokenizer()
+        prompts = []
+        for text in texts:
+            has_bos = tok.bos_token is not None and text.startswith(tok.bos_token)
+            prompts.append({"prompt_token_ids": tok(text, add_special_tokens=not has_bos)["input_ids"]})
+        outputs = engine.generate(prompts, vllm.SamplingParams(**score_sampling_kwargs()), use_tqdm=False)
+        return [score_result(out, tok.convert_ids_to_tokens) for out in outputs]
+
+    def close(self) -> None:
+        self._engine = None
+

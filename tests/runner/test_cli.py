@@ -1,0 +1,79 @@
+"""The ``recipe`` command: exit codes, no tracebacks, no heavy imports for validate/--help."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def recipe(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{Path(__file__).parent}"}
+    return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=cwd or REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+BAD = """\
+recipe: bad
+models: {gen: smollm2-135m-instruc}
+stages:
+  docs: {type: load.pydoc_topic}
+  qa:
+    type: generate.chat
+    inputs: {records: doc}
+    model: gen
+    params: {template: "Q: {context}"}
+"""
+
+
+def test_validate_reports_three_planted_mistakes_exit_2(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text(BAD)
+    r = recipe("validate", str(p))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr + r.stdout
+    err = r.stderr
+    assert f"{p}:2:15: models.gen: unknown zoo model 'smollm2-135m-instruc' — did you mean " \
+           "'smollm2-135m-instruct'?" in err
+    assert f"{p}:4:16: stages.docs.type: unknown component 'load.pydoc_topic' — did you mean " \
+           "'load.pydoc_topics'?" in err
+    assert f"{p}:7:23: stages.qa.inputs.records: no stage named 'doc' — did you mean 'docs'?" in err
+    assert "3 problems found" in err
+
+
+def test_shipped_recipes_validate():
+    recipes = sorted(str(p) for p in (REPO / "recipes").glob("*.yaml"))
+    assert recipes
+    r = recipe("validate", *recipes)
+    assert r.returncode == 0, r.stderr + r.stdout
+
+
+def test_validate_and_help_do_not_import_torch(tmp_path):
+    code = ("import sys; from runner.cli import main; rc = main(['validate', %r]); "
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'openai', 'datasets') if m in sys.modules]; "
+            "print('HEAVY', heavy); sys.exit(rc)") % str(REPO / "recipes" / "quickstart.yaml")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY []" in r.stdout
+
+
+def test_show_and_components_list_builtins():
+    r = recipe("components")
+    assert r.returncode == 0
+    for t in ("load.jsonl", "generate.chat", "judge.llm_score", "select.filter", "export.jsonl"):
+        assert t in r.stdout
+    r = recipe("show", "generate.chat")
+    assert r.returncode == 0 and "max_new_tokens" in r.stdout and "256" in r.stdout
+    r = recipe("show", "generate.chatt")
+    assert r.returncode == 2 and "did you mean 'generate.chat'" in r.stderr
+
+
+def test_run_with_bad_recipe_exits_2_before_anything(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text(BAD)
+    r = recipe("run", str(p), "--runs-dir", str(tmp_path / "runs"))
+    assert r.returncode == 2 and not (tmp_path / "runs").exists()

@@ -1,0 +1,244 @@
+"""publish_run: folder and Hub layouts, cards, zoo registration, choice of artifacts, no secret leaks."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from runner.publish import PublishError, publish_run
+
+HF_TOKEN = "hf_plantedTokenValue0123456789"
+OPENAI_KEY = "sk-plantedOpenaiKey9876543210"
+OTHER_KEY = "zz-plantedServiceKey55555"
+SECRETS = (HF_TOKEN, OPENAI_KEY, OTHER_KEY)
+
+
+def write_stage(run: Path, name: str, *, records=None, status="done", model=False, metrics=None,
+                type_="demo.type") -> None:
+    rel = f"stages/{name}/fp{name}"
+    sdir = run / rel
+    sdir.mkdir(parents=True)
+    counts = {"in": 3, "out": len(records or []), "failed": 1}
+    (sdir / "manifest.json").write_text(json.dumps({
+        "stage": name, "type": type_, "fingerprint": f"fp{name}", "status": status, "counts": counts,
+        "produces_model": model}))
+    (sdir / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records or []))
+    if metrics is not None:
+        (sdir / "metrics.json").write_text(json.dumps(metrics))
+    if model:
+        m = sdir / "model"
+        (m / "sub").mkdir(parents=True)
+        (m / "adapter_config.json").write_text(json.dumps({"r": 4, "note": f"key {OPENAI_KEY}"}))
+        (m / "adapter_model.safetensors").write_bytes(b"\x00\x01binary\xff")
+        (m / "sub" / "tokenizer.json").write_text("{}")
+        (m / "README.md").write_text("---\nlicense: mit\n---\nTrained for 2 epochs on 40 records.\n")
+        (m / "recipe_model.json").write_text(json.dumps({
+            "base": "tiny", "base_source": "hf://org/tiny-base@abc123", "base_path": "/x", "adapter": True}))
+    latest = run / "latest.json"
+    data = json.loads(latest.read_text()) if latest.exists() else {"stages": {}}
+    data["stages"][name] = rel
+    latest.write_text(json.dumps(data))
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("HF_TOKEN", HF_TOKEN)
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    monkeypatch.setenv("MY_SERVICE_API_KEY", OTHER_KEY)
+    run = tmp_path / "runs" / "demo"
+    run.mkdir(parents=True)
+    (run / "recipe.yaml").write_text(
+        "recipe: demo\nmodels:\n  judge: {name: gpt, api_key: " + OPENAI_KEY + "}\n"
+        "stages:\n  docs: {type: load.jsonl, params: {path: docs.jsonl}}\n")
+    (run / "recipe.lock.yaml").write_text(
+        "# Written by `recipe run`.\nrecipe: demo\nstages: {}\nlock:\n  recipe_dir: ../../recipe_home\n"
+        "  note: token " + HF_TOKEN + "\n")
+    (run / "report.md").write_text("# report\n")
+    write_stage(run, "docs", records=[{"idx": 0, "text": "hello", "n": 1},
+                                      {"idx": 1, "text": f"leaked {OTHER_KEY}", "n": None}])
+    write_stage(run, "sft", model=True, metrics={"loss": 1.25}, type_="train.sft")
+    write_stage(run, "eval", records=[{"id": "a", "score": 7.0}], metrics={"mean_score": 7.0},
+                type_="judge.llm_score")
+    write_stage(run, "empty", records=[])
+    write_stage(run, "broken", records=[{"x": 1}], status="failed")
+    return run
+
+
+@pytest.fixture
+def zoo_added(monkeypatch) -> list:
+    """Records user-zoo additions instead of writing the user's zoo file."""
+    added: list = []
+    try:
+        from registry import zoo
+    except ImportError:  # the zoo module may not be importable in isolation; give publish a stand-in
+        zoo = types.ModuleType("registry.zoo")
+
+        class ZooEntry(BaseModel):
+            model_config = ConfigDict(extra="allow")
+            name: str
+            source: str
+            kind: str = "chat"
+            description: str = ""
+
+        zoo.ZooEntry = ZooEntry
+        monkeypatch.setitem(sys.modules, "registry.zoo", zoo)
+    monkeypatch.setattr(zoo, "add_user_entry", added.append, raising=False)
+    return added
+
+
+def all_text(folder: Path) -> str:
+    return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in folder.rglob("*") if p.is_file())
+
+
+def test_file_default_publishes_datasets_and_models_under_the_run(run_dir, zoo_added):
+    items = publish_run(run_dir, None)
+    out = run_dir / "published"
+    assert {(i.stage, i.kind) for i in items} == {("docs", "dataset"), ("sft", "model"), ("eval", "dataset")}
+    docs = out / "demo-docs"
+    assert sorted(p.relative_to(docs).as_posix() for p in docs.rglob("*") if p.is_file()) == [
+        "README.md", "data/records.jsonl", "manifest.json", "recipe.lock.yaml", "recipe.yaml"]
+    assert [json.loads(x)["idx"] for x in (docs / "data" / "records.jsonl").read_text().splitlines()] == [0, 1]
+    sft = out / "demo-sft"
+    assert (sft / "adapter_model.safetensors").read_bytes() == b"\x00\x01binary\xff"
+    assert (sft / "sub" / "tokenizer.json").read_text() == "{}"
+    assert json.loads((sft / "metrics.json").read_text()) == {"loss": 1.25}
+    sft_item = next(i for i in items if i.stage == "sft")
+    assert sft_item.uri == f"file://{sft}" and sft_item.zoo_name == "demo-sft"
+    assert "recipe_model.json" in sft_item.files and "README.md" in sft_item.files
+    assert [(e.name, e.source, e.kind) for e in zoo_added] == [("demo-sft", f"file://{sft}", "chat")]
+    assert not any(p.name.startswith(".") for p in out.iterdir())  # no temp folders left behind
+
+
+def test_dataset_card_holds_counts_fields_metrics_recipe_lock_and_command(run_dir, zoo_added):
+    publish_run(run_dir, None, artifacts=["docs", "eval"])
+    card = (run_dir / "published" / "demo-docs" / "README.md").read_text()
+    assert card.startswith("---\n") and "data_files: data/records.jsonl" in card
+    assert "| 3 | 2 | 1 |" in card  # in / out / failed from the manifest
+    assert "| `n` | 2 | int, null |" in card and "| `text` | 2 | str |" in card
+    assert "recipe run recipe.lock.yaml" in card
+    assert "stages:\n  docs: {type: load.jsonl" in card  # the recipe
+    assert "# Written by `recipe run`." in card  # the lockfile
+    eval_card = (run_dir / "published" / "demo-eval" / "README.md").read_text()
+    assert '"mean_score": 7.0' in eval_card
+
+
+def test_model_card_names_the_base_and_adapter(run_dir, zoo_added):
+    publish_run(run_dir, None, artifacts=["sft"])
+    card = (run_dir / "published" / "demo-sft" / "README.md").read_text()
+    assert "base_model: org/tiny-base" in card and "library_name: peft" in card
+    assert "PEFT adapter" in card and '"loss": 1.25' in card and "recipe run recipe.lock.yaml" in card
+    assert "## Training notes\n\nTrained for 2 epochs on 40 records." in card and "license: mit" not in card
+
+
+def test_no_secret_in_any_published_file(run_dir, zoo_added):
+    items = publish_run(run_dir, "file://" + str(run_dir.parent / "pub"))
+    text = all_text(run_dir.parent / "pub")
+    for secret in SECRETS:
+        assert secret not in text
+        assert all(secret not in str(i) for i in items)
+    assert "api_key: ***" in (run_dir.parent / "pub" / "demo-docs" / "recipe.yaml").read_text()
+    assert "leaked ***" in (run_dir.parent / "pub" / "demo-docs" / "data" / "records.jsonl").read_text()
+    assert "key ***" in (run_dir.parent / "pub" / "demo-sft" / "adapter_config.json").read_text()
+
+
+def test_relative_folder_is_relative_to_the_recipe_folder(run_dir, zoo_added, tmp_path):
+    (item,) = publish_run(run_dir, "file://shelf", artifacts=["docs"])
+    # the lockfile says the recipe folder is ../../recipe_home from the run folder
+    assert item.uri == f"file://{tmp_path / 'recipe_home' / 'shelf' / 'demo-docs'}"
+    assert (tmp_path / "recipe_home" / "shelf" / "demo-docs" / "README.md").is_file()
+
+
+def test_relative_folder_uses_base_dir_and_republishing_replaces(run_dir, zoo_added, tmp_path):
+    publish_run(run_dir, "file://shelf", artifacts=["docs"], base_dir=tmp_path, recipe_name="my recipe")
+    dest = tmp_path / "shelf" / "my-recipe-docs"
+    (dest / "stale.txt").write_text("old")
+    publish_run(run_dir, "file://shelf", artifacts=["docs"], base_dir=tmp_path, recipe_name="my recipe")
+    assert (dest / "README.md").exists() and not (dest / "stale.txt").exists()
+
+
+def test_artifact_choice_errors(run_dir, zoo_added):
+    with pytest.raises(PublishError, match="no stage named 'dcos'.*did you mean 'docs'"):
+        publish_run(run_dir, None, artifacts=["dcos"])
+    with pytest.raises(PublishError, match="'broken' is not finished"):
+        publish_run(run_dir, None, artifacts=["broken"])
+    with pytest.raises(PublishError, match="'empty' has neither records nor a model"):
+        publish_run(run_dir, None, artifacts=["empty"])
+    with pytest.raises(PublishError, match="unknown publish target"):
+        publish_run(run_dir, "s3://bucket", artifacts=["docs"])
+    with pytest.raises(PublishError, match="not a run folder"):
+        publish_run(run_dir.parent, None)
+
+
+class HubRecorder:
+    """Stands in for huggingface_hub.HfApi: records calls and what each upload would send."""
+
+    instances: ClassVar[list[HubRecorder]] = []
+
+    def __init__(self, token=None):
+        self.token = token
+        self.repos: list[tuple] = []
+        self.uploads: list[dict] = []
+        HubRecorder.instances.append(self)
+
+    def create_repo(self, repo_id, *, repo_type=None, private=None, exist_ok=False, **kw):
+        self.repos.append((repo_id, repo_type, private, exist_ok))
+
+    def upload_folder(self, *, repo_id, folder_path, repo_type=None, **kw):
+        root = Path(folder_path)
+        files = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+        self.uploads.append({"repo_id": repo_id, "repo_type": repo_type, "files": files})
+
+
+@pytest.fixture
+def hub(monkeypatch) -> type[HubRecorder]:
+    import huggingface_hub
+
+    HubRecorder.instances = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", HubRecorder)
+    return HubRecorder
+
+
+def test_hub_creates_private_repos_per_stage_and_uploads_the_layout(run_dir, hub, zoo_added):
+    items = publish_run(run_dir, "hf://my-org/demo", artifacts=["docs", "sft"])
+    (api,) = hub.instances
+    assert api.token == HF_TOKEN
+    assert api.repos == [("my-org/demo-docs", "dataset", True, True), ("my-org/demo-sft", "model", True, True)]
+    docs, sft = api.uploads
+    assert docs["repo_type"] == "dataset" and set(docs["files"]) == {
+        "README.md", "data/records.jsonl", "manifest.json", "recipe.lock.yaml", "recipe.yaml"}
+    assert sft["repo_type"] == "model" and {"adapter_model.safetensors", "recipe_model.json", "README.md",
+                                            "recipe.lock.yaml", "metrics.json"} <= set(sft["files"])
+    assert [i.uri for i in items] == ["hf://my-org/demo-docs", "hf://my-org/demo-sft"]
+    assert zoo_added == []  # Hub models are not added to the local zoo
+    for upload in api.uploads:
+        blob = b"\n".join(upload["files"].values())
+        for secret in SECRETS:
+            assert secret.encode() not in blob
+
+
+def test_hub_single_artifact_uses_the_name_as_given_and_public_when_asked(run_dir, hub, zoo_added):
+    publish_run(run_dir, "hf://my-org/demo", artifacts=["eval"], private=False)
+    assert hub.instances[0].repos == [("my-org/demo", "dataset", False, True)]
+
+
+def test_hub_needs_a_token_and_hides_hub_errors_secrets(run_dir, hub, zoo_added, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(PublishError, match=r"token in \$HF_TOKEN"):
+        publish_run(run_dir, "hf://my-org/demo", artifacts=["docs"])
+    monkeypatch.setenv("MY_HUB_CREDENTIAL", "credential-value-123")
+
+    def failing(self, *a, **k):
+        raise RuntimeError("401 for token credential-value-123")
+
+    monkeypatch.setattr(HubRecorder, "create_repo", failing)
+    with pytest.raises(PublishError, match="failed") as err:
+        publish_run(run_dir, "hf://my-org/demo", artifacts=["docs"], token_env="MY_HUB_CREDENTIAL")
+    assert "credential-value-123" not in str(err.value)
+    with pytest.raises(PublishError, match="expected hf://org/name"):
+        publish_run(run_dir, "hf://just-a-name", artifacts=["docs"], token_env="MY_HUB_CREDENTIAL")
