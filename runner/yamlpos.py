@@ -93,6 +93,8 @@ def _build(node: yaml.Node, path: Path_, file: str, smap: SourceMap) -> Any:
 
 
 _LOADER = yaml.SafeLoader("")
+# libyaml's parser when PyYAML was built with it: several times faster, same nodes and marks
+FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _scalar(node: yaml.Node) -> Any:
@@ -108,7 +110,7 @@ def load_yaml(path: Path) -> tuple[Any, SourceMap]:
 def loads_yaml(text: str, file: str = "<string>") -> tuple[Any, SourceMap]:
     smap = SourceMap(default=Pos(file, 1, 1))
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=FAST_LOADER)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         pos = _mark(file, mark) if mark else Pos(file, 1, 1)

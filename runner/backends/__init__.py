@@ -7,7 +7,7 @@ torch / transformers / openai / vllm only when a model is opened or first used.
 Options (a stage's ``options`` in the recipe) override the zoo entry's ``serving`` (and, for API models,
 ``api``) values:
 
-- transformers: ``batch_size``, ``dtype``, ``device``
+- transformers: ``batch_size``, ``dtype``, ``device``, ``num_threads``
 - openai: ``concurrency``, ``rpm``, ``tpm``, ``timeout_s``, ``max_retries``, ``budget_usd``, prices, ...
   (see ``openai_backend.OpenAISettings``)
 - vllm: ``tensor_parallel_size``, ``max_model_len``, ``dtype``, ``gpu_memory_utilization``,
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 LLM_BACKENDS = ("transformers", "openai", "vllm")
 
 
-def open_llm(model: "ResolvedModel", *, options: dict[str, Any] | None = None,
-             tokenizer_path: Path | None = None) -> "LLM":
+def open_llm(model: ResolvedModel, *, options: dict[str, Any] | None = None,
+             tokenizer_path: Path | None = None) -> LLM:
     """The LLM for a resolved model. ``tokenizer_path``: a local folder whose tokenizer the backend uses
     (for API models, to count tokens; the zoo entry's ``tokenizer``)."""
     options = dict(options or {})
@@ -41,6 +41,7 @@ def open_llm(model: "ResolvedModel", *, options: dict[str, Any] | None = None,
             dtype=settings.get("dtype"),
             device=settings.get("device"),
             tokenizer_path=tokenizer_path,
+            num_threads=settings.get("num_threads"),
         )
     if model.backend == "openai":
         from runner.backends.openai_backend import OpenAILLM, settings_for
@@ -55,7 +56,7 @@ def open_llm(model: "ResolvedModel", *, options: dict[str, Any] | None = None,
     )
 
 
-def open_embedder(model: "ResolvedModel", *, options: dict[str, Any] | None = None) -> "Embedder":
+def open_embedder(model: ResolvedModel, *, options: dict[str, Any] | None = None) -> Embedder:
     """A sentence embedder for a resolved local encoder model (mean pooling + L2 norm by default)."""
     from runner.backends.embed import HFEmbedder
 

@@ -199,9 +199,9 @@ class ChatHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
     disable_nagle_algorithm = True  # small JSON replies go out at once, not after a delayed ACK
-    server: "ChatServer"
+    server: ChatServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base class signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # no per-request lines on stderr
 
     def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
@@ -223,7 +223,7 @@ class ChatHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         if self.path.rstrip("/") in ("/v1/models", "/models"):
             name = self.server.model_name
             self.send_json(200, {"object": "list", "data": [
@@ -231,7 +231,7 @@ class ChatHandler(BaseHTTPRequestHandler):
         else:
             self.send_error_json(404, f"no route GET {self.path}", code="not_found")
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:
         raw = self.read_body()
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             self.send_error_json(404, f"no route POST {self.path}", code="not_found")

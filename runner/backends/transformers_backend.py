@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from registry.resolved import ResolvedModel
 from runner.backends.base import LLM, ChatResult, Sampling, ScoreResult, TokenLogprob, Usage
@@ -34,6 +35,8 @@ class TransformersLLM(LLM):
     ``batch_size``: conversations (or texts to score) per forward batch. ``dtype``/``device``: see
     ``hf_loading.resolve_dtype`` / ``resolve_device`` (float32 on CPU; bf16/fp16 on a GPU by default).
     ``tokenizer_path``: a folder whose tokenizer replaces the model folder's own.
+    ``num_threads``: torch's CPU thread count, set when the model loads (a process-wide setting; on a
+    small machine shared with other work, 1 is often many times faster than torch's default).
     """
 
     backend = "transformers"
@@ -46,6 +49,7 @@ class TransformersLLM(LLM):
         dtype: Any = None,
         device: str | None = None,
         tokenizer_path: Any = None,
+        num_threads: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -55,6 +59,7 @@ class TransformersLLM(LLM):
         self.dtype = dtype
         self.device_name = device
         self.tokenizer_path = tokenizer_path
+        self.num_threads = num_threads
         self.on_result: Callable[[int, ChatResult], None] | None = None
         self._lm: Any = None
         self._tok: Any = None
@@ -73,6 +78,10 @@ class TransformersLLM(LLM):
     def _model(self) -> Any:
         with self._lock:
             if self._lm is None:
+                if self.num_threads:
+                    import torch
+
+                    torch.set_num_threads(self.num_threads)
                 self._lm = load_causal_lm(self.model, dtype=self.dtype, device=self.device_name)
             return self._lm
 
@@ -167,9 +176,8 @@ class TransformersLLM(LLM):
             }
             if sampling.temperature > 0:
                 kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-            with self._seeded(sampling):
-                with torch.no_grad():
-                    out = lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            with self._seeded(sampling), torch.no_grad():
+                out = lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
             generated = out.sequences[:, prompt_len:].tolist()
             logits = out.logits if sampling.logprobs is not None else None
 

@@ -1,0 +1,188 @@
+"""LongCite decoding: answer a question over a long document with sentence-level citations.
+
+Follows LongCite §1.3 (``query_longcite`` / ``vllm_inference.py``): the context is split into sentences
+numbered from 0 as ``<C0>…<C1>…``, the prompt is middle-truncated *after* numbering (so whole sentences in
+the middle vanish while the kept ones keep their numbers), and the answer's
+``<statement>S<cite>[s-e]…</cite></statement>`` markup is parsed into cited sentence spans.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
+from components.text import number_sentences, repair_tags, statement_segments, truncate_middle
+
+# The one instruction of LongCite-style models: the inference prompt here and the CoF SFT records
+# (``cof.filter``) use this same text.
+LONGCITE_INSTRUCTION = (
+    "You are given a document whose sentences are numbered with markers <C0>, <C1>, <C2>, and so on, "
+    "followed by a question about it. Answer the question. Whenever a sentence S of your answer uses "
+    "information from the document, write that sentence as "
+    "\"<statement>{S}<cite>[{s1}-{e1}][{s2}-{e2}]...</cite></statement>\", where each [{s}-{e}] gives the "
+    "number of the first and of the last document sentence of a passage that supports S. Write your answer "
+    "in the same language as the question."
+)
+
+USER_TEMPLATE = "<<instruction>>\n\n[Document Start]\n<<context>>\n[Document End]\n\n<<question>>"
+
+MAX_SPANS = 3
+TEMPLATE_ALLOWANCE = 64  # tokens left for the chat template's role markers
+_RANGE = re.compile(r"\[\s*(\d+)\s*-\s*(\d+)\s*\]")
+
+
+def longcite_user_prompt(numbered_context: str, question: str) -> str:
+    """The user turn: instruction, the ``<Ci>``-numbered document, the question."""
+    return (USER_TEMPLATE.replace("<<instruction>>", LONGCITE_INSTRUCTION)
+            .replace("<<context>>", numbered_context).replace("<<question>>", question))
+
+
+def input_limit(max_input_tokens: int, context_length: int | None, max_new_tokens: int) -> int:
+    """Prompt token budget: ``max_input_tokens``, lowered to fit the context window when it is known."""
+    if context_length is None:
+        return max_input_tokens
+    return max(2, min(max_input_tokens, context_length - max_new_tokens - TEMPLATE_ALLOWANCE))
+
+
+def _citations(cite_text: str, chunks: list[dict]) -> list[dict]:
+    """``[s-e]`` ranges of one statement → merged, clamped sentence spans (at most ``MAX_SPANS``)."""
+    n = len(chunks)
+    merged: list[list[int]] = []
+    for match in _RANGE.finditer(cite_text):
+        s, e = int(match.group(1)), int(match.group(2))
+        if s > n - 1 or e < s:
+            continue
+        s, e = max(0, s), min(e, n - 1)
+        if merged and s == merged[-1][1] + 1:
+            merged[-1][1] = e
+        else:
+            merged.append([s, e])
+    return [{
+        "start_sentence_idx": s,
+        "end_sentence_idx": e,
+        "start_char_idx": chunks[s]["start_idx"],
+        "end_char_idx": chunks[e]["end_idx"],
+        "cite": "".join(c["content"] for c in chunks[s:e + 1]),
+    } for s, e in merged[:MAX_SPANS]]
+
+
+def parse_output(output: str, chunks: list[dict]) -> tuple[list[dict], str]:
+    """``(statements, rebuilt answer)`` from raw model output; see ``parse_citations``.
+
+    The rebuilt answer wraps every statement as ``<statement>S<cite>[s-e]…</cite></statement>`` with the
+    normalised spans and keeps the whitespace between statements.
+    """
+    statements: list[dict] = []
+    rebuilt: list[str] = []
+    for seg in statement_segments(repair_tags(output)):
+        if seg["kind"] == "space":
+            rebuilt.append(seg["text"])
+            continue
+        cites = _citations(seg["cite"] or "", chunks)
+        statements.append({"statement": seg["text"], "citation": cites})
+        spans = "".join(f"[{c['start_sentence_idx']}-{c['end_sentence_idx']}]" for c in cites)
+        rebuilt.append(f"<statement>{seg['text']}<cite>{spans}</cite></statement>")
+    return statements, "".join(rebuilt).strip()
+
+
+def parse_citations(output: str, chunks: list[dict]) -> list[dict]:
+    """Statements with their cited sentences, in order, from LongCite-style model output.
+
+    ``chunks`` are the numbered pieces exactly as the prompt showed them (``number_sentences``). Each
+    ``<statement>`` with non-blank text, and each untagged stretch longer than 5 characters (with no
+    citations), becomes ``{statement, citation: [{start_sentence_idx, end_sentence_idx, start_char_idx,
+    end_char_idx, cite}]}``. Only ``[s-e]`` ranges count (a bare ``[k]`` is ignored); a range with
+    ``s > n−1`` or ``e < s`` is skipped, others are clamped to the last sentence and merged into the
+    previous span when ``s == previous e + 1``; at most 3 merged spans are kept. ``cite`` is the cited
+    sentences' text, trailing whitespace included.
+    """
+    return parse_output(output, chunks)[0]
+
+
+class LongCiteDecoder(MapComponent):
+    """Generate cited answers the LongCite way (paper §1.3) and parse them into statements.
+
+    Output: ``{idx, dataset?, query, answer?, few_shot_scores?, prediction, statements, splited_context}``
+    where ``prediction`` is the rebuilt answer and ``splited_context`` the full numbered context (before
+    truncation). The prompt budget is ``max_input_tokens`` (the reference's 128000), lowered to the
+    model's context window minus the answer budget when the backend knows it (``fit_context``), so small
+    local models are not fed more than they can read. Sentences are split with an untrained Punkt tokenizer by default, as in the CoF training
+    data and the LongBench-Cite scripts; ``train_punkt: true`` trains Punkt on each context, as
+    ``vllm_inference.py`` does.
+    """
+
+    type = "decode.longcite"
+    inputs: ClassVar[dict[str, Fields]] = {"records": Fields("query", "context")}
+    outputs = Fields("query", "prediction", "statements", "splited_context")
+    models: ClassVar[dict[str, ModelSlot]] = {
+        "model": ModelSlot("chat", doc="the model that answers with citations")}
+    prompts: ClassVar[dict[str, str]] = {"instruction": LONGCITE_INSTRUCTION, "user": USER_TEMPLATE}
+    batch_size = 4
+
+    class Params(Params):
+        max_input_tokens: int = Field(128000, ge=2, description=(
+            "prompt length limit in tokens of the model's tokenizer (whitespace words when it has none); "
+            "longer prompts lose their middle after the sentences are numbered"))
+        temperature: float = Field(0.95, ge=0.0, description="sampling temperature")
+        top_p: float = Field(0.7, gt=0.0, le=1.0, description="nucleus sampling mass")
+        max_new_tokens: int = Field(1024, ge=1, description="answer length limit in tokens")
+        fit_context: bool = Field(True, description=(
+            "also keep the prompt within the model's context length minus max_new_tokens and a small "
+            "allowance for the chat template, when the backend reports a context length"))
+        train_punkt: bool = Field(False, description=(
+            "train Punkt on each context before splitting (vllm_inference.py) instead of the untrained "
+            "splitter used by CoF and LongBench-Cite"))
+
+    def estimate(self, n_in: dict[str, int | None]) -> Estimate:
+        n = n_in.get("records")
+        return Estimate(records_out=n, llm_calls=n or 0,
+                        completion_tokens=(n or 0) * self.params.max_new_tokens)
+
+    def process(self, batch: list[dict], ctx: Context) -> list[Out]:
+        from runner.backends.base import Sampling
+
+        p = self.params
+        llm = ctx.model()
+        tokenizer = llm.tokenizer()
+        limit = input_limit(p.max_input_tokens, llm.context_length if p.fit_context else None, p.max_new_tokens)
+        numbered: list[tuple[list[dict], str]] = []
+        conversations = []
+        for record in batch:
+            chunks, text = number_sentences(record["context"], trained=p.train_punkt)
+            numbered.append((chunks, text))
+            prompt = longcite_user_prompt(text, record["query"])
+            prompt = truncate_middle(prompt, tokenizer, limit)
+            conversations.append([{"role": "user", "content": prompt}])
+        results = llm.chat(conversations, Sampling(temperature=p.temperature, top_p=p.top_p,
+                                                   max_new_tokens=p.max_new_tokens))
+        out: list[Out] = []
+        for record, (chunks, text), result in zip(batch, numbered, results):
+            if result.error:
+                out.append(Failed(f"generation failed: {result.error}", raw=None))
+                continue
+            statements, prediction = parse_output(result.text, chunks)
+            out.append({**_passthrough(record), "prediction": prediction, "statements": statements,
+                        "splited_context": text})
+        return out
+
+    def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
+        statements = [s for r in records for s in r.get("statements", [])]
+        cited = [s for s in statements if s["citation"]]
+        spans = sum(len(s["citation"]) for s in statements)
+        return {
+            "records": len(records),
+            "statements": len(statements),
+            "cited_statements": len(cited),
+            "cited_fraction": len(cited) / len(statements) if statements else 0.0,
+            "spans_per_cited_statement": spans / len(cited) if cited else 0.0,
+        }
+
+
+_PASSTHROUGH = ("id", "idx", "dataset", "query", "answer", "few_shot_scores")
+
+
+def _passthrough(record: dict) -> dict:
+    return {k: record[k] for k in _PASSTHROUGH if k in record}

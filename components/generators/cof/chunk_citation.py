@@ -1,0 +1,183 @@
+"""CoF stage 2: cite 128-token chunks of the document for each sentence of an answer."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
+from components.retrieval import retrieve
+from components.text import repair_tags, split_sentences, statement_segments, token_chunks
+
+CHUNK_CITATION_PROMPT = """You will see numbered snippets from a document, a question, and an answer to the question. Copy the answer exactly, without changing a word, and mark up each of its sentences as <statement>{sentence}<cite>[i][j]...</cite></statement>, where [i], [j], ... are the numbers of the snippets that support the sentence. A sentence that states no fact from the snippets (an opening line, a summary, a transition, the writer's own reasoning) gets an empty citation: <statement>{sentence}<cite></cite></statement>.
+
+Example:
+
+[Snippets]
+Snippet [1]
+The Danube flows through ten countries, more than any other river in the world.
+
+Snippet [2]
+It rises in the Black Forest in Germany and empties into the Black Sea.
+
+Snippet [3]
+Vienna, Bratislava, Budapest and Belgrade all lie on its banks.
+
+[Question]
+Where does the Danube start and end, and which capitals does it pass?
+
+[Answer]
+The Danube has a long course. It starts in the Black Forest in Germany and ends in the Black Sea. On the way it passes four capitals: Vienna, Bratislava, Budapest and Belgrade.
+
+[Answer with Citations]
+<statement>The Danube has a long course.<cite></cite></statement><statement>It starts in the Black Forest in Germany and ends in the Black Sea.<cite>[2]</cite></statement><statement>On the way it passes four capitals: Vienna, Bratislava, Budapest and Belgrade.<cite>[3]</cite></statement>
+
+Now the task:
+
+[Snippets]
+<<context>>
+
+[Question]
+<<question>>
+
+[Answer]
+<<answer>>
+
+[Answer with Citations]
+"""
+
+ANSWER_MARK = "[Answer with Citations]"
+_SNIPPET_NUMBER = re.compile(r"\[([0-9]+)\]")
+
+
+def snippet_budget(n_statements: int, top_k: int = 10, max_snippets: int = 40) -> int:
+    """Chunks kept per answer sentence: ``min(top_k, ceil(max_snippets / n_statements))``."""
+    return min(top_k, math.ceil(max_snippets / max(n_statements, 1)))
+
+
+def select_chunks(statements: list[str], chunks: list[dict], top_k: int, max_snippets: int,
+                  method: str, embedder: Any = None) -> list[dict]:
+    """Retrieve chunks for every answer sentence; the union (one per content), in document order."""
+    k = snippet_budget(len(statements), top_k, max_snippets)
+    hits = retrieve(statements, [c["content"] for c in chunks], k, method=method, embedder=embedder)
+    chosen: dict[str, dict] = {}
+    for row in hits:
+        for i in row:
+            chosen.setdefault(chunks[i]["content"], chunks[i])
+    return sorted(chosen.values(), key=lambda c: c["start_idx"])
+
+
+def chunk_prompt(snippets: list[dict], question: str, answer: str) -> str:
+    context = "\n\n".join(f"Snippet [{i}]\n{c['content']}" for i, c in enumerate(snippets, start=1))
+    return (CHUNK_CITATION_PROMPT.replace("<<context>>", context).replace("<<question>>", question)
+            .replace("<<answer>>", answer))
+
+
+def parse_chunk_citations(output: str, snippets: list[dict], max_citations: int = 5
+                          ) -> tuple[str, list[dict]]:
+    """``(cited_answer, statements)`` from the model's marked-up answer.
+
+    Keeps what follows the last ``[Answer with Citations]``, repairs tags, then: each statement cites the
+    1-based snippet numbers ``[i]`` in its ``<cite>`` (unknown numbers skipped, duplicates once, at most
+    ``max_citations``) as ``{start, end, idx, cite}`` (the chunk's token span, index and text); untagged
+    text over 5 characters is a statement without citations; whitespace between statements is kept as
+    ``{statement: <whitespace>, citation: []}`` so the answer can be rebuilt.
+    """
+    cited_answer = repair_tags(output.split(ANSWER_MARK)[-1]).strip()
+    statements: list[dict] = []
+    for seg in statement_segments(cited_answer):
+        citations: list[dict] = []
+        for number in _SNIPPET_NUMBER.findall(seg["cite"] or ""):
+            j = int(number) - 1
+            if not 0 <= j < len(snippets) or any(c["idx"] == snippets[j]["c_idx"] for c in citations):
+                continue
+            chunk = snippets[j]
+            citations.append({"start": chunk["start_idx"], "end": chunk["end_idx"], "idx": chunk["c_idx"],
+                              "cite": chunk["content"]})
+        statements.append({"statement": seg["text"], "citation": citations[:max_citations]})
+    return cited_answer, statements
+
+
+class ChunkCitation(MapComponent):
+    """CoF stage 2 (LongCite §1.2): chunk-level citations for an existing answer.
+
+    The context is cut into ``chunk_size``-token chunks (the generator's tokenizer; whitespace words when
+    it has none). Every sentence of the answer retrieves ``min(10, ceil(40 / #sentences))`` chunks
+    (dense cosine with the ``embedder`` slot by default, BM25 with ``retrieval: bm25``), the union in
+    document order becomes numbered snippets, and the model copies the answer wrapping each sentence in
+    ``<statement>…<cite>[i]…</cite></statement>``. Output adds ``cited_answer`` and ``statements``
+    (``{statement, citation: [{start, end, idx, cite}]}``, at most 5 citations each). Output without any
+    ``<statement>`` tag is a failure with the raw text.
+    """
+
+    type = "cof.chunk_citation"
+    inputs: ClassVar[dict[str, Fields]] = {"qa": Fields("query", "answer", "context")}
+    outputs = Fields("query", "answer", "context", "cited_answer", "statements")
+    models: ClassVar[dict[str, ModelSlot]] = {
+        "model": ModelSlot("chat", doc="marks up the answer (glm-4-0520 in the paper)"),
+        "embedder": ModelSlot("embed", required=False, default="all-minilm-l6-v2",
+                              doc="sentence embedder for dense retrieval (unused with retrieval: bm25)"),
+    }
+    prompts: ClassVar[dict[str, str]] = {"chunk_citation": CHUNK_CITATION_PROMPT}
+    batch_size = 4
+
+    class Params(Params):
+        chunk_size: int = Field(128, ge=1, description=(
+            "tokens per chunk; cof.sentence_citation must use the same value and model"))
+        retrieval: Literal["dense", "bm25"] = Field("dense", description=(
+            "dense: cosine similarity with the embedder slot (the reference uses a remote embedding "
+            "model); bm25: Okapi BM25, no model needed"))
+        top_k: int = Field(10, ge=1, description="most chunks retrieved per answer sentence")
+        max_snippets: int = Field(40, ge=1, description=(
+            "snippet budget of the prompt: each sentence keeps min(top_k, ceil(max_snippets/#sentences))"))
+        max_citations: int = Field(5, ge=1, description="citations kept per statement")
+        temperature: float = Field(1.0, ge=0.0, description="sampling temperature")
+        max_new_tokens: int = Field(2048, ge=1, description="length limit of the marked-up answer")
+
+    def estimate(self, n_in: dict[str, int | None]) -> Estimate:
+        n = n_in.get("qa")
+        return Estimate(records_out=n, llm_calls=n or 0)
+
+    def process(self, batch: list[dict], ctx: Context) -> list[Out]:
+        from runner.backends.base import Sampling
+
+        p = self.params
+        llm = ctx.model()
+        tokenizer = llm.tokenizer()
+        embedder = ctx.embedder("embedder") if p.retrieval == "dense" else None
+
+        out: list[Out | None] = [None] * len(batch)
+        snippets_of: dict[int, list[dict]] = {}
+        conversations = []
+        for i, record in enumerate(batch):
+            sentences = [s["content"] for s in split_sentences(record["answer"])]
+            chunks = token_chunks(record["context"], tokenizer, p.chunk_size)
+            if not sentences or not chunks:
+                out[i] = Failed("empty answer or context", retry=False)
+                continue
+            snippets_of[i] = select_chunks(sentences, chunks, p.top_k, p.max_snippets, p.retrieval, embedder)
+            conversations.append([{"role": "user", "content": chunk_prompt(
+                snippets_of[i], record["query"], record["answer"])}])
+
+        order = sorted(snippets_of)
+        results = llm.chat(conversations, Sampling(temperature=p.temperature, max_new_tokens=p.max_new_tokens)
+                           ) if order else []
+        for i, result in zip(order, results):
+            if result.error:
+                out[i] = Failed(f"chunk citation failed: {result.error}")
+                continue
+            if "<statement>" not in repair_tags(result.text):
+                out[i] = Failed("no <statement> tags in the model output", raw=result.text)
+                continue
+            cited_answer, statements = parse_chunk_citations(result.text, snippets_of[i], p.max_citations)
+            out[i] = {**batch[i], "cited_answer": cited_answer, "statements": statements}
+        return out  # type: ignore[return-value]
+
+    def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
+        statements = [s for r in records for s in r["statements"] if s["statement"].strip()]
+        cited = sum(1 for s in statements if s["citation"])
+        return {"records": len(records), "statements": len(statements), "cited_statements": cited,
+                "cited_fraction": cited / len(statements) if statements else 0.0}

@@ -1,0 +1,213 @@
+"""CoF stage 3: refine each chunk citation to the sentences that support the statement."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
+from components.text import decode_tokens, sentence_tiles, split_sentences, token_chunks
+
+SENTENCE_CITATION_PROMPT = """You will see passages from a document whose sentences are numbered <C0>, <C1>, <C2>, ..., a question, and one statement taken from an answer to that question. Find the sentences that support the statement. Write each stretch of consecutive supporting sentences on its own line as [s-e], where s is the number of its first sentence and e the number of its last (a single sentence k is [k-k]). Cite only what the statement needs. If no sentence supports the statement, write exactly: No relevant information
+
+Example 1
+[Passages]
+<C0>The bakery opened in 1921 on Mill Street. <C1>Its founder, Anna Berg, had trained in Vienna. <C2>In the 1950s it added a small café. <C3>The café closed again in 1974.
+[Question]
+Who founded the bakery, and where did she learn her trade?
+[Statement]
+The bakery was founded by Anna Berg, who had trained in Vienna.
+[Supporting sentences]
+[1-1]
+
+Example 2
+[Passages]
+<C0>Rainfall in the valley averages 600 mm a year. <C1>Most of it falls between May and August. <C2>Farmers grow barley and potatoes. <C3>Sheep graze on the upper slopes. <C4>Winters are long and dry.
+[Question]
+What is the climate of the valley like?
+[Statement]
+The valley gets about 600 mm of rain a year, mostly in summer, and its winters are dry.
+[Supporting sentences]
+[0-1]
+[4-4]
+
+Example 3
+[Passages]
+<C0>这座桥建于1890年。<C1>它全长约四百米。<C2>桥上每天通行上万辆汽车。
+[Question]
+这座桥是谁设计的？
+[Statement]
+这座桥由一位法国工程师设计。
+[Supporting sentences]
+No relevant information
+
+Now the task:
+[Passages]
+<<context>>
+[Question]
+<<question>>
+[Statement]
+<<statement>>
+[Supporting sentences]
+"""
+
+
+def merge_windows(cited: list[int], n_chunks: int) -> list[tuple[int, int]]:
+    """Chunk windows ``[c−1, c+2)`` around each cited chunk, clipped, merged when they touch or overlap."""
+    windows: list[list[int]] = []
+    for c in sorted(set(cited)):
+        lo, hi = max(0, c - 1), min(n_chunks, c + 2)
+        if windows and lo <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], hi)
+        else:
+            windows.append([lo, hi])
+    return [(lo, hi) for lo, hi in windows]
+
+
+def locate_window(context: str, chunks: list[dict], lo: int, hi: int, tokenizer: Any
+                  ) -> tuple[int, int] | None:
+    """Character span of chunks ``lo..hi-1`` in ``context``.
+
+    Exact when the chunks carry character offsets. Otherwise (tokenizers without offsets) the decoded
+    window is searched for, then with 1–5 characters trimmed from both ends, then with 1–4 tokens trimmed
+    from both ends, as the reference does.
+    """
+    if chunks[lo]["char_start"] is not None:
+        return chunks[lo]["char_start"], chunks[hi - 1]["char_end"]
+    ids = [t for c in chunks[lo:hi] for t in c["token_ids"]]
+    text = decode_tokens(tokenizer, ids)
+    candidates = [text] + [text[t:-t] for t in range(1, 6)]
+    candidates += [decode_tokens(tokenizer, ids[t:-t]) for t in range(1, 5) if len(ids) > 2 * t]
+    for candidate in candidates:
+        if candidate.strip():
+            at = context.find(candidate)
+            if at >= 0:
+                return at, at + len(candidate)
+    return None
+
+
+def passage_sentences(spans: list[tuple[int, int]], sentences: list[dict], tiles: list[dict]
+                      ) -> tuple[list[dict], str]:
+    """The sentences overlapping the passages, numbered locally from 0 across passages.
+
+    Returns ``(chunk_sents, prompt_text)``: ``chunk_sents[j] = {c_idx, content}`` (global sentence index
+    and its text; j is the local number) and the passages rendered as ``<Cj>…`` joined by blank lines.
+    A sentence overlapping two passages is listed once. Overlap (not only a start or end inside the
+    passage) also catches a sentence longer than the whole passage.
+    """
+    chunk_sents: list[dict] = []
+    seen: set[int] = set()
+    rendered: list[str] = []
+    for start, end in spans:
+        parts = []
+        for sent in sentences:
+            if sent["start_idx"] < end and sent["end_idx"] > start and sent["c_idx"] not in seen:
+                seen.add(sent["c_idx"])
+                parts.append(f"<C{len(chunk_sents)}>{tiles[sent['c_idx']]['content']}")
+                chunk_sents.append({"c_idx": sent["c_idx"], "content": sent["content"]})
+        if parts:
+            rendered.append("".join(parts).rstrip())
+    return chunk_sents, "\n\n".join(rendered)
+
+
+def sentence_prompt(passages: str, question: str, statement: str) -> str:
+    return (SENTENCE_CITATION_PROMPT.replace("<<context>>", passages).replace("<<question>>", question)
+            .replace("<<statement>>", statement))
+
+
+class SentenceCitation(MapComponent):
+    """CoF stage 3 (LongCite §1.2): sentence-level citations inside the cited chunks.
+
+    For each statement with chunk citations, the windows of chunks ``[c−1, c+2)`` around the cited ones
+    are merged and located in the context; the context's sentences in them are numbered locally
+    ``<C0>, <C1>, …`` and the model answers with ``[s-e]`` lines or "No relevant information". The raw
+    answer is stored in the statement's ``citation`` with ``expand_chunk`` (the passages) and
+    ``chunk_sents`` (local number → global sentence ``c_idx``) beside it; ``cof.filter`` turns it into
+    global spans. Statements without chunk citations are left as they are.
+
+    Chunking must match ``cof.chunk_citation`` (same model, same ``chunk_size``); a mismatch fails the
+    record instead of citing the wrong text.
+    """
+
+    type = "cof.sentence_citation"
+    inputs: ClassVar[dict[str, Fields]] = {"chunks": Fields("query", "context", "statements")}
+    outputs = Fields("query", "context", "statements")
+    models: ClassVar[dict[str, ModelSlot]] = {
+        "model": ModelSlot("chat", doc="picks the supporting sentences (glm-4-0520 in the paper)")}
+    prompts: ClassVar[dict[str, str]] = {"sentence_citation": SENTENCE_CITATION_PROMPT}
+    batch_size = 4
+
+    class Params(Params):
+        chunk_size: int = Field(128, ge=1, description="tokens per chunk; must equal cof.chunk_citation's")
+        temperature: float = Field(1.0, ge=0.0, description="sampling temperature")
+        max_new_tokens: int = Field(128, ge=1, description="length limit of the [s-e] list")
+
+    def estimate(self, n_in: dict[str, int | None]) -> Estimate:
+        return Estimate(records_out=n_in.get("chunks"))
+
+    def _requests(self, record: dict, tokenizer: Any) -> list[tuple[int, dict, str]] | Failed:
+        """``(statement index, extra fields, prompt)`` for every statement with chunk citations."""
+        context = record["context"]
+        chunks = token_chunks(context, tokenizer, self.params.chunk_size)
+        sentences = split_sentences(context)
+        tiles = sentence_tiles(context, sentences)
+        requests = []
+        for j, statement in enumerate(record["statements"]):
+            citations = statement.get("citation") or []
+            if not isinstance(citations, list) or not citations:
+                continue
+            for cit in citations:
+                if not 0 <= cit["idx"] < len(chunks) or chunks[cit["idx"]]["content"] != cit["cite"]:
+                    return Failed(f"chunk {cit['idx']} differs from cof.chunk_citation's: use the same model "
+                                  "and chunk_size in both stages", retry=False)
+            expand, spans = [], []
+            for lo, hi in merge_windows([c["idx"] for c in citations], len(chunks)):
+                span = locate_window(context, chunks, lo, hi, tokenizer)
+                if span is None:
+                    return Failed(f"could not find the text of chunks {lo}..{hi - 1} in the context",
+                                  retry=False)
+                spans.append(span)
+                expand.append({"start_chunk": lo, "end_chunk": hi, "start_idx": span[0], "end_idx": span[1],
+                               "content": context[span[0]:span[1]]})
+            chunk_sents, passages = passage_sentences(spans, sentences, tiles)
+            extra = {"expand_chunk": expand, "chunk_sents": chunk_sents}
+            requests.append((j, extra, sentence_prompt(passages, record["query"], statement["statement"])
+                             if chunk_sents else ""))
+        return requests
+
+    def process(self, batch: list[dict], ctx: Context) -> list[Out]:
+        from runner.backends.base import Sampling
+
+        llm = ctx.model()
+        tokenizer = llm.tokenizer()
+        plans = [self._requests(r, tokenizer) for r in batch]
+        calls = [(i, k) for i, plan in enumerate(plans) if not isinstance(plan, Failed)
+                 for k, (_, _, prompt) in enumerate(plan) if prompt]
+        results = llm.chat([[{"role": "user", "content": plans[i][k][2]}] for i, k in calls],
+                           Sampling(temperature=self.params.temperature,
+                                    max_new_tokens=self.params.max_new_tokens)) if calls else []
+        answers = {call: result for call, result in zip(calls, results)}
+
+        out: list[Out] = []
+        for i, (record, plan) in enumerate(zip(batch, plans)):
+            if isinstance(plan, Failed):
+                out.append(plan)
+                continue
+            errors = [answers[(i, k)].error for k in range(len(plan)) if (i, k) in answers
+                      and answers[(i, k)].error]
+            if errors:
+                out.append(Failed(f"sentence citation failed: {errors[0]}"))
+                continue
+            statements = [dict(s) for s in record["statements"]]
+            for k, (j, extra, _) in enumerate(plan):
+                raw = answers[(i, k)].text if (i, k) in answers else ""
+                statements[j] = {**statements[j], "citation": raw, **extra}
+            out.append({**record, "statements": statements})
+        return out
+
+    def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
+        refined = [s for r in records for s in r["statements"] if isinstance(s.get("citation"), str)]
+        none = sum(1 for s in refined if "[" not in s["citation"])
+        return {"records": len(records), "refined_statements": len(refined),
+                "answers_without_spans": none}

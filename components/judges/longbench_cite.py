@@ -1,0 +1,473 @@
+"""LongBench-Cite evaluation: citation recall, precision and F1, correctness, citation length (§1.4)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
+from components.text import count_tokens, first_bracket_label, last_bracket_number, strip_tags
+
+SUPPORT_PROMPT = """You are checking whether a statement from an AI assistant's answer is backed by the text it cites.
+
+Read the user's question, the statement and the cited snippets, then rate how well the snippets support the statement:
+- [[Fully supported]]: everything the statement claims can be found in the snippets.
+- [[Partially supported]]: some of what the statement claims is in the snippets, but not all of it.
+- [[No support]]: the snippets do not back the statement, or are unrelated to it.
+
+Give the rating first, exactly in the form [[rating]], then write "Analysis:" and a short reason.
+
+<question>
+<<question>>
+</question>
+
+<statement>
+<<statement>>
+</statement>
+
+<snippet>
+<<snippets>>
+</snippet>
+"""
+
+NEED_CITATION_PROMPT = """You are checking whether a sentence of an AI assistant's answer needs a citation.
+
+A sentence needs a citation when it states facts or details that should come from the source document. A sentence that only opens or closes the answer, links two parts, sums up, or gives the assistant's own reasoning does not.
+
+Read the user's question, the whole answer and the sentence, then reply [[Yes]] if the sentence needs a citation and [[No]] if it does not. Give the verdict first, exactly in the form [[verdict]], then write "Analysis:" and a short reason.
+
+<question>
+<<question>>
+</question>
+
+<response>
+<<response>>
+</response>
+
+<sentence>
+<<sentence>>
+</sentence>
+"""
+
+RELEVANCE_PROMPT = """You are checking whether a snippet cited by an AI assistant has anything to do with the statement it is cited for.
+
+Read the user's question, the statement and the snippet. Reply [[Relevant]] if the snippet contains information that backs at least part of the statement, and [[Irrelevant]] if it does not. Give the verdict first, exactly in the form [[verdict]], then write "Analysis:" and a short reason.
+
+<question>
+<<question>>
+</question>
+
+<statement>
+<<statement>>
+</statement>
+
+<snippet>
+<<snippet>>
+</snippet>
+"""
+
+JUDGE_SYSTEM = "You are an expert at judging the quality of written answers."
+
+CORRECT_QA_PROMPT = """Compare an AI assistant's answer to a question with the reference answer, which is correct, and rate the answer:
+- [[1]]: wrong, or does not answer the question.
+- [[2]]: partly correct, or correct but missing important parts.
+- [[3]]: correct and complete.
+
+Give the rating first, exactly in the form [[rating]], then a short reason.
+
+<question>
+<<question>>
+</question>
+
+<reference>
+<<reference>>
+</reference>
+
+<response>
+<<prediction>>
+</response>
+"""
+
+CORRECT_SUMMARY_PROMPT = """Compare an AI assistant's summary of a report with the reference summary, and rate how well it covers the report's main points correctly, from 1 to 5:
+- [[1]]: misses almost all main points or gets them wrong.
+- [[2]]: covers a few main points.
+- [[3]]: covers about half of the main points.
+- [[4]]: covers most main points with few errors.
+- [[5]]: covers all main points correctly.
+
+Give the rating first, exactly in the form [[rating]], then a short reason.
+
+<question>
+<<question>>
+</question>
+
+<reference>
+<<reference>>
+</reference>
+
+<response>
+<<prediction>>
+</response>
+"""
+
+CORRECT_CHAT_PROMPT = """[Instructions]
+Rate how good an AI assistant's answer to the user's question is. Judge correctness first, then helpfulness, accuracy and relevance. A reference answer, which is correct, is given for comparison; take points off for anything wrong, and for irrelevant content the answer adds. Example answers with their ratings show the scale. Rate with an integer from 1 to 10 in the form "[[rating]]", for example "Rating: [[6]]".
+
+[Question]
+<<question>>
+
+[Reference answer]
+<<reference>>
+
+<<examples>>
+
+[Answer to rate]
+<<prediction>>
+
+Rating: """
+
+SUPPORT = {"fully supported": 1.0, "partially supported": 0.5, "no support": 0.0}
+NEEDS_CITATION = {"yes": 1.0, "no": 0.0}
+RELEVANCE = {"relevant": 1.0, "irrelevant": 0.0, "unrelevant": 0.0}
+
+QA_SETS = ("multifieldqa_en", "multifieldqa_zh", "hotpotqa", "dureader")
+# The five groups of the LongBench-Cite average; "multifieldqa" pools en and zh by substring.
+GROUPS = ("longbench-chat", "multifieldqa", "hotpotqa", "dureader", "gov_report")
+ROWS = ("longbench-chat", "multifieldqa_en", "multifieldqa_zh", "multifieldqa", "hotpotqa", "dureader",
+        "gov_report")
+
+
+def _fill(template: str, **values: str) -> str:
+    for key, value in values.items():
+        template = template.replace(f"<<{key}>>", value)
+    return template
+
+
+def label_parser(scale: dict[str, float]) -> Callable[[str], float | None]:
+    """Reads the first ``[[Label]]`` and maps it through ``scale`` (case-insensitive)."""
+    def parse(text: str) -> float | None:
+        label = first_bracket_label(text)
+        return scale.get(label.lower()) if label else None
+    return parse
+
+
+def rating_parser(low: int, high: int, transform: Callable[[float], float]) -> Callable[[str], float | None]:
+    """Reads the number in the last ``[[…]]``; a rating outside ``low..high`` counts as unparsable."""
+    def parse(text: str) -> float | None:
+        rating = last_bracket_number(text)
+        return transform(rating) if rating is not None and low <= rating <= high else None
+    return parse
+
+
+def f1(precision: float, recall: float) -> float:
+    """Harmonic mean of one response's precision and recall (0 when both are 0)."""
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+
+def correctness_scale(dataset: str) -> tuple[str, Callable[[str], float | None]]:
+    """Prompt and parser for a dataset: 1–3 → (r−1)/2 for QA sets (and unknown sets), 1–5 → (r−1)/4 for
+    gov_report, 1–10 → r/10 for longbench-chat."""
+    if "longbench-chat" in dataset:
+        return CORRECT_CHAT_PROMPT, rating_parser(1, 10, lambda r: r / 10)
+    if "gov_report" in dataset:
+        return CORRECT_SUMMARY_PROMPT, rating_parser(1, 5, lambda r: (r - 1) / 4)
+    return CORRECT_QA_PROMPT, rating_parser(1, 3, lambda r: (r - 1) / 2)
+
+
+@dataclass
+class Ask:
+    """One judge question and, once asked, its verdict (``value`` None: never parsed)."""
+
+    conversation: list[dict]
+    parse: Callable[[str], float | None]
+    stop: tuple[str, ...]
+    max_new_tokens: int
+    value: float | None = None
+    raw: str = ""
+    error: str | None = None
+
+
+def ask_all(llm: Any, asks: list[Ask], tries: int, first_temperature: float, retry_temperature: float
+            ) -> None:
+    """Ask every question: the first try at ``first_temperature``, then up to ``tries − 1`` retries at
+    ``retry_temperature`` for those whose verdict did not parse or whose call failed. One chat call per
+    round and setting, so API backends run them concurrently."""
+    from runner.backends.base import Sampling
+
+    pending = list(range(len(asks)))
+    for attempt in range(tries):
+        if not pending:
+            return
+        temperature = first_temperature if attempt == 0 else retry_temperature
+        groups: dict[tuple, list[int]] = {}
+        for i in pending:
+            groups.setdefault((asks[i].stop, asks[i].max_new_tokens), []).append(i)
+        for (stop, max_new), idxs in groups.items():
+            results = llm.chat([asks[i].conversation for i in idxs],
+                               Sampling(temperature=temperature, max_new_tokens=max_new, stop=list(stop)))
+            for i, result in zip(idxs, results):
+                asks[i].error = result.error
+                if result.error:
+                    continue
+                asks[i].raw = result.text
+                asks[i].value = asks[i].parse(result.text)
+        pending = [i for i in pending if asks[i].value is None]
+
+
+class LongBenchCiteJudge(MapComponent):
+    """Score LongCite-style predictions the LongBench-Cite way (LongCite §1.4).
+
+    Per response, over its first ``max_statements`` statements:
+
+    * recall — a cited statement scores its support verdict (fully 1, partially 0.5, none 0); an uncited
+      statement scores ``1 − needs citation`` (an uncited sentence that needs no citation counts 1);
+      mean over statements, 0 if there are none;
+    * precision — every single citation scores its relevance verdict (1/0); mean over citations, 0 if none;
+    * F1 = 2PR/(P+R) of this response. Dataset scores average the per-response values (F1 is not
+      recomputed from averaged P and R);
+    * correctness against each reference answer (tags stripped from the prediction): QA sets 1–3 →
+      (r−1)/2, gov_report 1–5 → (r−1)/4, longbench-chat 1–10 few-shot with the 3 scored examples shuffled
+      → r/10; an unparsable verdict scores 0.5; the item takes the best reference;
+    * citation length — tokens per citation (the judge model's tokenizer, or its backend's
+      ``count_tokens`` when it has none), micro-averaged over all citations of a dataset.
+
+    Judge calls start at temperature 0 and retry at 1, up to ``tries`` in all, while a verdict does not
+    parse; a citation verdict that never parses scores 0 and is counted as ``unparsed_verdicts``. A
+    backend error on the last try fails the record.
+    """
+
+    type = "judge.longbench_cite"
+    inputs: ClassVar[dict[str, Fields]] = {"predictions": Fields("query", "prediction", "statements")}
+    outputs = Fields("recall", "precision", "f1", "correctness", "citation_tokens", "n_citations")
+    models: ClassVar[dict[str, ModelSlot]] = {
+        "judge": ModelSlot("chat", doc="the judge (gpt-4o-2024-05-13 in the paper)")}
+    prompts: ClassVar[dict[str, str]] = {
+        "support": SUPPORT_PROMPT, "need_citation": NEED_CITATION_PROMPT, "relevance": RELEVANCE_PROMPT,
+        "system": JUDGE_SYSTEM, "correct_qa": CORRECT_QA_PROMPT, "correct_summary": CORRECT_SUMMARY_PROMPT,
+        "correct_chat": CORRECT_CHAT_PROMPT}
+    batch_size = 4
+
+    class Params(Params):
+        max_statements: int = Field(40, ge=1, description="statements scored per response (the first ones)")
+        correctness: bool = Field(True, description=(
+            "also grade the answer against the references (records need ``answer``)"))
+        tries: int = Field(5, ge=1, description=(
+            "attempts per judge question while the verdict does not parse"))
+        first_temperature: float = Field(0.0, ge=0.0, description="temperature of the first attempt")
+        retry_temperature: float = Field(1.0, ge=0.0, description="temperature of the retries")
+        max_new_tokens: int = Field(10, ge=1, description="verdict length of the citation judges")
+        stop: list[str] = Field(["Analysis:"], description="stop strings of the citation judges")
+        correctness_max_new_tokens: int = Field(32, ge=1, description=(
+            "verdict length of the correctness judges"))
+        report_examples: int = Field(3, ge=0, description=(
+            "records shown statement by statement in the report"))
+
+    def estimate(self, n_in: dict[str, int | None]) -> Estimate:
+        return Estimate(records_out=n_in.get("predictions"))
+
+    # -- asks --------------------------------------------------------------------------------------------
+
+    def _citation_asks(self, record: dict) -> tuple[list[dict], list[Ask]]:
+        p = self.params
+        stop = tuple(p.stop)
+        question = record["query"]
+        response = strip_tags(record["prediction"])
+        scored, asks = [], []
+        for st in record["statements"][:p.max_statements]:
+            entry: dict[str, Any] = {"statement": st["statement"], "citation": []}
+            cites = st.get("citation") or []
+            if cites:
+                entry["support_ask"] = len(asks)
+                asks.append(Ask(_user(_fill(SUPPORT_PROMPT, question=question, statement=st["statement"],
+                                            snippets="\n\n".join(c["cite"] for c in cites))),
+                                label_parser(SUPPORT), stop, p.max_new_tokens))
+                for c in cites:
+                    entry["citation"].append({**{k: c[k] for k in ("start_sentence_idx", "end_sentence_idx")
+                                                 if k in c}, "cite": c["cite"], "ask": len(asks)})
+                    prompt = _fill(RELEVANCE_PROMPT, question=question, statement=st["statement"],
+                                   snippet=c["cite"])
+                    asks.append(Ask(_user(prompt), label_parser(RELEVANCE), stop, p.max_new_tokens))
+            else:
+                entry["need_ask"] = len(asks)
+                asks.append(Ask(_user(_fill(NEED_CITATION_PROMPT, question=question, response=response,
+                                            sentence=st["statement"])), label_parser(NEEDS_CITATION), stop,
+                                p.max_new_tokens))
+            scored.append(entry)
+        return scored, asks
+
+    def _correctness_asks(self, record: dict, rng: Any) -> list[Ask]:
+        references = record.get("answer")
+        if not self.params.correctness or references is None:
+            return []
+        if isinstance(references, str):
+            references = [references]
+        dataset = record.get("dataset", "")
+        template, parse = correctness_scale(dataset)
+        prediction = strip_tags(record["prediction"]).strip()
+        stop: tuple[str, ...] = ()
+        examples = ""
+        if template is CORRECT_CHAT_PROMPT:
+            prediction = prediction.replace("\n", " ")
+            stop = ("\n\n",)
+            shots = list(record.get("few_shot_scores") or [])
+            rng.shuffle(shots)
+            examples = "\n\n".join(f"[Example answer {i}]\n{s['answer']}\n\nRating: [[{s['score']}]]"
+                                   for i, s in enumerate(shots, start=1))
+        return [Ask([{"role": "system", "content": JUDGE_SYSTEM},
+                     {"role": "user", "content": _fill(template, question=record["query"], reference=ref,
+                                                       prediction=prediction, examples=examples)}],
+                    parse, stop, self.params.correctness_max_new_tokens) for ref in references]
+
+    # -- scoring -----------------------------------------------------------------------------------------
+
+    def process(self, batch: list[dict], ctx: Context) -> list[Out]:
+        p = self.params
+        llm = ctx.model()
+        tokenizer = llm.tokenizer()
+        plans = []
+        asks: list[Ask] = []
+        for record in batch:
+            scored, cite_asks = self._citation_asks(record)
+            correct_asks = self._correctness_asks(record, ctx.rng)
+            plans.append((scored, cite_asks, correct_asks))
+            asks.extend(cite_asks + correct_asks)
+        ask_all(llm, asks, p.tries, p.first_temperature, p.retry_temperature)
+
+        out: list[Out] = []
+        for record, (scored, cite_asks, correct_asks) in zip(batch, plans):
+            failed = next((a for a in cite_asks + correct_asks if a.error), None)
+            if failed is not None:
+                out.append(Failed(f"judge call failed: {failed.error}"))
+                continue
+            out.append(self._score(record, scored, cite_asks, correct_asks,
+                                   lambda text: count_tokens(text, tokenizer) if tokenizer is not None
+                                   else llm.count_tokens(text)))
+        return out
+
+    def _score(self, record: dict, scored: list[dict], cite_asks: list[Ask], correct_asks: list[Ask],
+               length: Callable[[str], int]) -> dict:
+        statement_scores: list[float] = []
+        citation_scores: list[float] = []
+        for entry in scored:
+            if "support_ask" in entry:
+                ask = cite_asks[entry.pop("support_ask")]
+                entry["support"], entry["support_raw"] = ask.value, ask.raw
+                statement_scores.append(ask.value or 0.0)
+                for c in entry["citation"]:
+                    rel = cite_asks[c.pop("ask")]
+                    c["relevant"], c["relevance_raw"] = rel.value, rel.raw
+                    citation_scores.append(rel.value or 0.0)
+            else:
+                ask = cite_asks[entry.pop("need_ask")]
+                entry["needs_citation"], entry["need_raw"] = ask.value, ask.raw
+                statement_scores.append(1.0 - ask.value if ask.value is not None else 0.0)
+        recall = sum(statement_scores) / len(statement_scores) if statement_scores else 0.0
+        precision = sum(citation_scores) / len(citation_scores) if citation_scores else 0.0
+        correctness = None
+        if correct_asks:
+            correctness = max(a.value if a.value is not None else 0.5 for a in correct_asks)
+        cites = [c["cite"] for st in record["statements"] for c in (st.get("citation") or [])]
+        return {
+            **{k: record[k] for k in ("id", "idx", "dataset", "query", "prediction") if k in record},
+            "recall": recall, "precision": precision, "f1": f1(precision, recall), "correctness": correctness,
+            "citation_tokens": sum(length(c) for c in cites), "n_citations": len(cites),
+            "scored_statements": len(scored),
+            "unparsed_verdicts": sum(a.value is None for a in cite_asks),
+            "unparsed_correctness": sum(a.value is None for a in correct_asks),
+            "statements": scored,
+        }
+
+    # -- aggregation -------------------------------------------------------------------------------------
+
+    def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
+        return aggregate(records)
+
+    def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str:
+        metrics = metrics or aggregate(records)
+        lines = ["### LongBench-Cite", "",
+                 "| dataset | n | recall | precision | F1 | correctness | citation length |",
+                 "| --- | --- | --- | --- | --- | --- | --- |"]
+        for name, row in metrics["datasets"].items():
+            cells = [str(row["n"]), _num(row["recall"]), _num(row["precision"]), _num(row["f1"]),
+                     _num(row["correctness"]), _num(row["citation_length"], 1)]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        groups = ", ".join(metrics["avg_groups"]) or "no groups"
+        average = (f"Average over {groups}: recall {_num(metrics['avg_recall'])}, precision "
+                   f"{_num(metrics['avg_precision'])}, F1 {_num(metrics['avg_f1'])}, correctness "
+                   f"{_num(metrics['avg_correctness'])}.")
+        lines += ["", average, ""]
+        for record in records[:self.params.report_examples]:
+            title = f"#### {record.get('dataset', '')} {record.get('idx', record.get('id', ''))}".rstrip()
+            scores = (f"recall {_num(record['recall'])}, precision {_num(record['precision'])}, "
+                      f"F1 {_num(record['f1'])}, correctness {_num(record['correctness'])}")
+            lines += [title, "", f"**Question:** {_short(record.get('query', ''))}", "", scores, ""]
+            for i, st in enumerate(record["statements"]):
+                if st["citation"]:
+                    support = _verdict(st.get("support"))
+                    lines.append(f"{i + 1}. {_short(st['statement'])} — support: {support}")
+                    for c in st["citation"]:
+                        span = f"[{c.get('start_sentence_idx', '?')}-{c.get('end_sentence_idx', '?')}]"
+                        lines.append(f"   - {span} relevant: {_verdict(c.get('relevant'))} — "
+                                     f"\"{_short(c['cite'])}\"")
+                else:
+                    lines.append(f"{i + 1}. {_short(st['statement'])} — no citation; needs one: "
+                                 f"{_verdict(st.get('needs_citation'))}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _rows(records: list[dict]) -> dict[str, Any]:
+    correct = [r["correctness"] for r in records if r.get("correctness") is not None]
+    n_cites = sum(r["n_citations"] for r in records)
+    return {
+        "n": len(records),
+        "recall": sum(r["recall"] for r in records) / len(records),
+        "precision": sum(r["precision"] for r in records) / len(records),
+        "f1": sum(r["f1"] for r in records) / len(records),
+        "correctness": sum(correct) / len(correct) if correct else None,
+        "citation_length": sum(r["citation_tokens"] for r in records) / n_cites if n_cites else None,
+    }
+
+
+def aggregate(records: list[dict]) -> dict[str, Any]:
+    """Per-dataset rows (a row takes every record whose dataset contains its name, so ``multifieldqa``
+    pools en and zh), an ``all`` row, and ``avg_*``: the mean over the five groups present (all records
+    when none of them is)."""
+    names = list(ROWS) + sorted({r.get("dataset", "") for r in records} - set(ROWS) - {""})
+    datasets: dict[str, Any] = {}
+    for name in names:
+        chosen = [r for r in records if name in r.get("dataset", "")]
+        if chosen:
+            datasets[name] = _rows(chosen)
+    if records:
+        datasets["all"] = _rows(records)
+    groups = [g for g in GROUPS if g in datasets]
+    source = [datasets[g] for g in groups] or ([datasets["all"]] if records else [])
+    metrics: dict[str, Any] = {"records": len(records), "avg_groups": groups}
+    for key in ("recall", "precision", "f1", "correctness", "citation_length"):
+        values = [row[key] for row in source if row[key] is not None]
+        metrics[f"avg_{key}"] = sum(values) / len(values) if values else None
+    metrics["unparsed_verdicts"] = sum(r.get("unparsed_verdicts", 0) for r in records)
+    metrics["unparsed_correctness"] = sum(r.get("unparsed_correctness", 0) for r in records)
+    metrics["datasets"] = datasets
+    return metrics
+
+
+def _user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _verdict(value: float | None) -> str:
+    return "unparsed" if value is None else f"{value:g}"
+
+
+def _short(text: str, limit: int = 240) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -1,0 +1,80 @@
+"""Prompt templates filled from a record, with ``str.format`` semantics (``string.Formatter``).
+
+* ``{field}`` is replaced by ``str(record["field"])``; format specs work (``{score:.2f}``), and so do
+  item lookups into nested values (``{meta[lang]}``, ``{messages[0]}``).
+* ``{{`` and ``}}`` are literal braces — escape them when a prompt shows JSON.
+* Positional placeholders (``{}``, ``{0}``) are rejected: every placeholder names a record field.
+
+A placeholder the record cannot fill raises ``TemplateError`` naming the field and what the record has.
+
+>>> render("Q: {query}\\nA:", {"query": "Why?"})
+'Q: Why?\\nA:'
+>>> template_fields("{a} and {b[0]} and {{literal}}")
+['a', 'b']
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+_FORMATTER = string.Formatter()
+
+
+class TemplateError(ValueError):
+    """A template that cannot be parsed or filled."""
+
+
+def _root(field_name: str) -> str:
+    """``meta[lang]`` → ``meta``; ``a.b`` → ``a``."""
+    for i, ch in enumerate(field_name):
+        if ch in ".[":
+            return field_name[:i]
+    return field_name
+
+
+def template_fields(template: str) -> list[str]:
+    """The record fields a template reads (top-level names, in order of first use).
+
+    Raises ``TemplateError`` for unbalanced braces or positional placeholders, so params validation can
+    report a bad template before anything runs.
+    """
+    names: list[str] = []
+    try:
+        parsed = list(_FORMATTER.parse(template))
+    except ValueError as e:
+        raise TemplateError(f"bad template: {e} (write {{{{ and }}}} for literal braces)") from None
+    for _, field_name, spec, _ in parsed:
+        if field_name is None:
+            continue
+        root = _root(field_name)
+        if not root or root.isdigit():
+            raise TemplateError(
+                f"bad template: placeholder {{{field_name}}} must name a record field, e.g. {{query}}"
+            )
+        if root not in names:
+            names.append(root)
+        if spec:  # nested placeholders inside a format spec are fields too
+            for nested in template_fields(spec):
+                if nested not in names:
+                    names.append(nested)
+    return names
+
+
+def check_template(text: str | None) -> str | None:
+    """For pydantic ``field_validator``: the template parses and names only record fields."""
+    if text is not None:
+        template_fields(text)
+    return text
+
+
+def render(template: str, record: dict[str, Any]) -> str:
+    """Fill ``template`` from ``record``; ``TemplateError`` names a missing field."""
+    for name in template_fields(template):
+        if name not in record:
+            have = ", ".join(sorted(record)) or "none"
+            raise TemplateError(f"template needs field {name!r}, missing from the record (fields: {have})")
+    try:
+        return _FORMATTER.vformat(template, (), record)
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError) as e:
+        raise TemplateError(f"cannot fill template from the record: {type(e).__name__}: {e}") from None
