@@ -180,6 +180,18 @@ class WholeComponent(Component):
         raise NotImplementedError
 
 
+def record_key(record: dict) -> str:
+    """The key the runner files a record under: its ``id``, else its ``idx``, else a content hash."""
+    for name in ("id", "idx"):
+        if record.get(name) is not None:
+            return str(record[name])
+    import hashlib
+    import json
+
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+    return "h" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 @dataclass
 class Registration:
     """A registry row: the type name and where the class lives, without importing it."""

@@ -85,6 +85,7 @@ def cmd_run(args) -> int:
         return EXIT_RECIPE
     console = _console()
     from runner.backends.base import BudgetExceeded
+    from runner.publish import PublishError
 
     try:
         summary = run_recipe(loaded, Path(args.runs_dir), console=console, progress=not args.no_progress,
@@ -94,6 +95,10 @@ def cmd_run(args) -> int:
         console.print(f"[bold yellow]stopped: API budget reached ({e}). Finished work is kept; raise "
                       f"budget_usd and run again to continue.[/]")
         return EXIT_BUDGET
+    except PublishError as e:
+        console.print(f"[bold red]publish failed:[/] {e}")
+        console.print("The run itself finished; publish it again with `recipe publish`.")
+        return EXIT_STAGE
     except StageFailure as e:
         console.print(f"[bold red]failed:[/] {e}", markup=True)
         console.print("Fix the cause and run the same command again: finished records and calls are reused.")
@@ -239,7 +244,13 @@ def cmd_publish(args) -> int:
         else:
             print(f"{args.run}: not a run folder (no latest.json); give runs/<recipe>", file=sys.stderr)
             return EXIT_RECIPE
-    items = publish_run(run_dir, args.to, artifacts=args.artifacts, private=not args.public)
+    from runner.publish import PublishError
+
+    try:
+        items = publish_run(run_dir, args.to, artifacts=args.artifacts, private=not args.public)
+    except PublishError as e:
+        print(f"publish failed: {e}", file=sys.stderr)
+        return EXIT_STAGE
     for it in items:
         print(it)
     return 0

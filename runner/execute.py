@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.base import Component, Failed, MapComponent
+from components.base import Component, Failed, MapComponent, record_key
 from runner.backends.base import BudgetExceeded
 from runner.callcache import Meter, set_scope
 from runner.context import StageContext
@@ -27,18 +27,11 @@ log = logging.getLogger("recipe.run")
 RUNTIME_OPTIONS = {"batch_size", "concurrency", "rpm", "tpm", "timeout_s", "max_retries", "budget_usd", "device"}
 
 
-def record_key(record: dict, index: int) -> str:
-    for f in ("id", "idx"):
-        if f in record and record[f] is not None:
-            return str(record[f])
-    return "h" + digest(record)[:16]
-
-
 def unique_keys(records: list[dict]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
     for i, r in enumerate(records):
-        k = record_key(r, i)
+        k = record_key(r)
         if k in seen:
             seen[k] += 1
             k = f"{k}#{seen[k]}"

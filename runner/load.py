@@ -216,7 +216,18 @@ def read_recipe_data(path: Path, profile: str | None, overrides: list[str]) -> t
         elif not isinstance(profiles[profile], dict):
             problems.append(Problem(("profiles", profile), "a profile is a mapping overlaid on the recipe"))
         else:
-            data = deep_merge(data, profiles[profile])
+            overlay = profiles[profile]
+            base_stages = data.get("stages") if isinstance(data.get("stages"), dict) else {}
+            over_stages = overlay.get("stages") if isinstance(overlay.get("stages"), dict) else {}
+            for name, st in over_stages.items():
+                # a profile that swaps a stage's component replaces the stage: the old params mean nothing
+                if isinstance(st, dict) and "type" in st and isinstance(base_stages.get(name), dict) \
+                        and base_stages[name].get("type") != st["type"]:
+                    base_stages = {**base_stages, name: {}}
+                    for table in (smap.values, smap.keys):
+                        for p in [p for p in table if p[:2] == ("stages", name) and len(p) > 2]:
+                            del table[p]
+            data = deep_merge({**data, "stages": base_stages} if base_stages else data, overlay)
             smap.update(smap.move(("profiles", profile), ()))
     for i, text in enumerate(overrides):
         try:

@@ -8,10 +8,9 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
+from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params, record_key
 from components.templates import TemplateError, check_template, render
 from runner.backends.base import Sampling
-from runner.fingerprint import digest
 
 CHARS_PER_TOKEN = 4  # rough English average, only for `recipe plan` estimates
 
@@ -38,14 +37,6 @@ class SamplingParams(Params):
 
 def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
-
-
-def parent_key(record: dict[str, Any]) -> str:
-    """The record's ``id``, else its ``idx``, else a content hash — the key the runner gives it."""
-    for name in ("id", "idx"):
-        if record.get(name) is not None:
-            return str(record[name])
-    return "h" + digest(record)[:16]
 
 
 class ChatGenerate(MapComponent):
@@ -186,7 +177,7 @@ class ChatGenerate(MapComponent):
                 if p.raw_field:
                     rec[p.raw_field] = res.text
                 if p.n > 1:
-                    rec["id"] = f"{parent_key(batch[i])}-{k}"
+                    rec["id"] = f"{record_key(batch[i])}-{k}"
                     rec["sample"] = k
                 samples[i].append(rec)
         for i, recs in samples.items():

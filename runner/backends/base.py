@@ -9,7 +9,7 @@ own retries comes back with ``error`` set instead of raising, so one bad item ne
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,6 +67,9 @@ class LLM(ABC):
 
     name: str  # zoo name (or a description for inline models)
     backend: str
+    # set by the runner: called as each item of a chat batch completes, so finished calls are journaled
+    # even if the process dies before the batch returns
+    on_result: Callable[[int, ChatResult], None] | None = None
 
     @abstractmethod
     def chat(self, conversations: list[list[dict]], sampling: Sampling) -> list[ChatResult]: ...

@@ -1,0 +1,62 @@
+"""The SFT loss: per-token cross-entropy times a per-token weight, summed (seeds-spec §2.4, paper Eq. 2).
+
+The weights decide what the sum means. For one optimizer step with ``M`` sequences over all ranks and
+accumulation micro-steps, ``N_i`` target tokens in sequence i, ``T = sum N_i`` and ``K`` data-parallel ranks:
+
+* loss weighting on: every target token of sequence i weighs ``K / (N_i * M)``. Data parallelism averages
+  gradients over the K ranks and accumulation adds micro-steps up, so the step optimises
+  ``(1/M) * sum_i mean_{t in i} loss_t`` — the mean over sequences of each sequence's mean token loss.
+* loss weighting off: every target token weighs ``K / T`` — the token mean over the whole step, the same
+  whatever the split into ranks and micro-steps.
+
+The reference also cuts its first 32 packs to 32k tokens and doubles their weights as a memory warm-up;
+that changes the objective and is not reproduced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+IGNORE_INDEX = -100
+
+
+def row_weights(
+    rows: Iterable[int], n_targets: Mapping[int, int], world_size: int, weighting: bool
+) -> dict[int, float]:
+    """Per-token loss weight of each row of one optimizer step (see the module docstring).
+
+    ``rows`` are the row indices of the whole step (all ranks, all micro-steps); ``n_targets[i]`` is the
+    number of target tokens of row i. Rows without targets weigh 0.
+    """
+    rows = list(rows)
+    if weighting:
+        m = sum(1 for i in rows if n_targets[i] > 0)
+        return {i: world_size / (n_targets[i] * m) if n_targets[i] else 0.0 for i in rows}
+    total = sum(n_targets[i] for i in rows)
+    return {i: world_size / total if total else 0.0 for i in rows}
+
+
+def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of predicting ``labels[:, t+1]`` from ``logits[:, t]``, in float32; 0 where ignored.
+
+    Shape ``[B, L-1]``.
+    """
+    import torch.nn.functional as F
+
+    shifted = logits[:, :-1, :].float()
+    target = labels[:, 1:]
+    return F.cross_entropy(
+        shifted.reshape(-1, shifted.shape[-1]),
+        target.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    ).view(target.shape)
+
+
+def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_t CE(logits_t, labels_{t+1}) * weights_{t+1}`` — a sum, not a mean (the weights normalise)."""
+    return (token_losses(logits, labels) * weights[:, 1:].to(logits.device)).sum()
