@@ -54,6 +54,18 @@ class StageResult:
     error: str | None = None
 
 
+def seed_everything(seed: int) -> None:
+    """Seed the global RNGs a component may touch, so a rerun of the lockfile repeats it exactly."""
+    import random
+    import sys
+
+    random.seed(seed)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(seed)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
 class Runner:
     def __init__(self, loaded: LoadedRecipe, runs_dir: Path, *, console: Any = None, show_progress: bool = True,
                  retry_failed: bool = False) -> None:
@@ -189,6 +201,7 @@ class Runner:
         if isinstance(comp, MapComponent):
             total = len(inputs[self._map_port(comp, s)])
         bar = progress.stage(s, total, meter)
+        seed_everything(self.stage_seed(s))
         ctx = StageContext(stage=s, params=comp.params, seed=self.stage_seed(s), stage_dir=sdir,
                            bindings=self.loaded.bindings.get(s, {}), models=self.models, inputs=inputs, meter=meter,
                            on_advance=bar.advance)

@@ -8,7 +8,6 @@ component; the main process writes the records the parent then reads back.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 

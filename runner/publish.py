@@ -124,8 +124,9 @@ class _Stage:
         """Why this stage cannot be published, or None."""
         if self.manifest.get("status") != "done":
             return f"stage {self.name!r} is not finished (status {self.manifest.get('status')!r})"
-        if not self.model_dir.is_dir() and not (self.records.is_file() and self.records.stat().st_size > 0):
-            return f"stage {self.name!r} has neither records nor a model"
+        has_records = self.records.is_file() and self.records.stat().st_size > 0
+        if not self.model_dir.is_dir() and not has_records and not (self.dir / "metrics.json").is_file():
+            return f"stage {self.name!r} has neither records, metrics nor a model"
         return None
 
     def metrics(self) -> dict[str, Any] | None:

@@ -179,6 +179,9 @@ class SFT(WholeComponent):
         p: SFTParams = self.params  # type: ignore[assignment]
         base = ctx.model_source("base")
         records = [r for port in inputs.values() for r in port]
+        if not records:
+            raise ValueError("no training records: the upstream stage produced none "
+                             "(see its metrics and failures.jsonl in the report)")
         rows, tok_stats = tokenized_rows(records, base, p, ctx.log)
         if tok_stats is not None and _is_rank_zero():
             _atomic_write(ctx.artifact_dir / TOKENIZE_STATS, json.dumps(asdict(tok_stats), indent=1))

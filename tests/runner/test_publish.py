@@ -167,7 +167,7 @@ def test_artifact_choice_errors(run_dir, zoo_added):
         publish_run(run_dir, None, artifacts=["dcos"])
     with pytest.raises(PublishError, match="'broken' is not finished"):
         publish_run(run_dir, None, artifacts=["broken"])
-    with pytest.raises(PublishError, match="'empty' has neither records nor a model"):
+    with pytest.raises(PublishError, match="'empty' has neither records, metrics nor a model"):
         publish_run(run_dir, None, artifacts=["empty"])
     with pytest.raises(PublishError, match="unknown publish target"):
         publish_run(run_dir, "s3://bucket", artifacts=["docs"])
