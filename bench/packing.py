@@ -1,4 +1,4 @@
-"""Naive vs sorted vs packed batching (LongAlign, seeds-spec §2.3–2.4) on a tiny model, side by side.
+"""Naive vs sorted vs packed batching (LongAlign) on a tiny model, side by side.
 
 Rows with a long-tailed (seeded lognormal) length distribution are trained for one epoch with each
 strategy — forward, weighted loss, backward, optimizer step — using the trainer's own plan, collation,

@@ -1,4 +1,4 @@
-"""Predict answers to long prompts with middle truncation (LongBench-Chat decoding, seeds-spec §2.5)."""
+"""Predict answers to long prompts with middle truncation (LongBench-Chat decoding)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class LongBenchChatPredictParams(Params):
 class LongBenchChatPredict(MapComponent):
     """Answers each LongBench-Chat prompt with the stage's model and stores it as `prediction`.
 
-    Follows the reference decoding (seeds-spec §2.5): the prompt is middle-truncated to `max_input_tokens`
+    Follows the reference decoding: the prompt is middle-truncated to `max_input_tokens`
     tokens of the model's tokenizer (whitespace words when the backend has none), sent as one user turn,
     decoded with temperature 1.0 and up to 1024 new tokens, and every case uses the same seed (42), as
     `seed_everything(42)` per case does. The chat template is the backend's. The reference wraps each model

@@ -1,4 +1,4 @@
-"""Needle-in-a-haystack prompts over a length × depth grid (LongAlign, seeds-spec §2.6)."""
+"""Needle-in-a-haystack prompts over a length × depth grid (LongAlign)."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ class NeedleParams(Params):
 class NeedleHaystack(WholeComponent):
     """Builds needle-in-a-haystack prompts: one per (length, depth) of the grid.
 
-    Follows LongAlign's needle test (seeds-spec §2.6). The haystack (text files, the `documents` input, or
+    Follows LongAlign's needle test. The haystack (text files, the `documents` input, or
     by default the CPython documentation topics) is repeated until it is long enough and tokenized with the
     target model's tokenizer. For each length L it is cut to `L - buffer_tokens - len(needle)` tokens. The
     insertion point at depth d is token `int(n·d/100)`. From there the needle moves back to the nearest

@@ -31,7 +31,7 @@ def _num(x: float) -> str:
 class LlmScore(MapComponent):
     """Scores each record with an LLM judge: the judge explains, then writes its score as ``[[n]]``.
 
-    Follows the numeric judges of the spec's shared building blocks (§0, bracket score parsers): the
+    Follows the numeric judges of the reference implementations (bracket score parsing): the
     score is the first number inside the **last** ``[[...]]``; one outside ``[scale_min, scale_max]`` is a
     parse failure. A parse failure is re-asked up to ``retries_on_parse_failure`` times (at
     ``retry_temperature``, since a greedy re-ask would repeat itself). A record whose reply still does not

@@ -1,4 +1,4 @@
-"""LongBench-Chat few-shot judge: a 1-10 rating of each prediction (LongAlign, seeds-spec §2.5)."""
+"""LongBench-Chat few-shot judge: a 1-10 rating of each prediction (LongAlign)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ class LongBenchChatJudgeParams(Params):
 class LongBenchChatJudge(MapComponent):
     """Rates each prediction 1-10 against the reference answer with a few-shot LLM judge.
 
-    Follows LongBench-Chat's judge (seeds-spec §2.5). The prompt gives the grading instructions (correctness
+    Follows LongBench-Chat's judge. The prompt gives the grading instructions (correctness
     first, then helpfulness, accuracy and relevance; points off for wrong or irrelevant content). It then
     shows the question, the reference answer, the case's three example answers each followed by its rating,
     and the candidate, and ends with a rating prompt. The judge runs at temperature 0. The rating is the first

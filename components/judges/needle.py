@@ -1,4 +1,4 @@
-"""Score needle-in-a-haystack answers and plot the depth × length grid (LongAlign, seeds-spec §2.6)."""
+"""Score needle-in-a-haystack answers and plot the depth × length grid (LongAlign)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class NeedleJudgeParams(Params):
 class NeedleJudge(MapComponent):
     """Scores each needle-test answer 1-10 and reports the mean per (depth, length) cell as a heatmap.
 
-    Follows LongAlign's needle scoring (seeds-spec §2.6). With `method: llm` a judge model rates the
+    Follows LongAlign's needle scoring. With `method: llm` a judge model rates the
     answer's accuracy against the needle. It uses an MT-Bench-style rubric anchored at 1/3/5/7/10, runs
     at temperature 0 and writes the rating as `[[n]]`. The question has no prompt-side suffix.
     `method: recall` is the offline scorer suggested in §2.7. It measures the share of the needle's key

@@ -1,4 +1,4 @@
-"""Load LongBench-Chat test cases with their few-shot judge examples (LongAlign, seeds-spec §2.5)."""
+"""Load LongBench-Chat test cases with their few-shot judge examples (LongAlign)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class LongBenchChatParams(Params):
 class LongBenchChatLoader(WholeComponent):
     """Reads LongBench-Chat: `{idx, query, answer, prompt}` per case plus its three scored example answers.
 
-    LongBench-Chat (seeds-spec §2.5) ships `test_cases.json` (50 cases, idx 1..50; `prompt` is the long
+    LongBench-Chat ships `test_cases.json` (50 cases, idx 1..50; `prompt` is the long
     context followed by the query) and `few_shots.json`, a list of 50 items of 3 `{answer, score}` where
     item k belongs to the case with idx k+1. The output record is `{idx, query, answer, prompt, few_shots}`.
     A case whose record already carries `few_shots` keeps them. A case with no matching few-shot item is

@@ -1,4 +1,4 @@
-"""Load ShareGPT-style chats as `{id, messages}` records (LongAlign short data, seeds-spec §2.1)."""
+"""Load ShareGPT-style chats as `{id, messages}` records (LongAlign short data)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class ShareGPTLoader(WholeComponent):
 
     Both layouts are accepted: `{"messages": [{"role", "content"}]}` and
     `{"conversations": [{"from", "value"}]}` (speaker names such as `human`/`gpt` become `user`/`assistant`).
-    LongAlign (seeds-spec §2.1) mixes its long data with ShareGPT chats whose empty assistant turns were
+    LongAlign mixes its long data with ShareGPT chats whose empty assistant turns were
     filtered out. Here a conversation with an empty assistant turn, no assistant turn at all, or a speaker
     that is not a chat role is dropped. The metrics count the dropped conversations by reason.
     """

@@ -1,4 +1,4 @@
-"""Mix long and short instruction data into one SFT set (LongAlign, seeds-spec §2.1)."""
+"""Mix long and short instruction data into one SFT set (LongAlign)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class MixParams(Params):
 class Mix(WholeComponent):
     """Mixes the records of two inputs, `long` and `short`, into one shuffled training set.
 
-    LongAlign (seeds-spec §2.1) trains on its long instruction data together with ShareGPT short chats. The
+    LongAlign trains on its long instruction data together with ShareGPT short chats. The
     amounts are set by counts (`long_count`, `short_count`) or by the share of short records (`short_ratio`,
     optionally with `total`). Sampling and shuffling use the stage's seeded RNG. Each output record keeps
     its fields and gains `source` (`long` or `short`).

@@ -1,4 +1,4 @@
-"""LongAlign's three batching strategies as plain index plans (seeds-spec §2.3–2.4).
+"""LongAlign's three batching strategies as plain index plans.
 
 A plan says, for every optimizer step, which rows each data-parallel rank feeds to the model in each
 gradient-accumulation micro-step. It is pure Python and deterministic in ``(lengths, options, seed)``,

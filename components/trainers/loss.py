@@ -1,4 +1,4 @@
-"""The SFT loss: per-token cross-entropy times a per-token weight, summed (seeds-spec §2.4, paper Eq. 2).
+"""The SFT loss: per-token cross-entropy times a per-token weight, summed (paper Eq. 2).
 
 The weights decide what the sum means. For one optimizer step with ``M`` sequences over all ranks and
 accumulation micro-steps, ``N_i`` target tokens in sequence i, ``T = sum N_i`` and ``K`` data-parallel ranks:

@@ -1,4 +1,4 @@
-"""Attention confined to each sequence of a pack (seeds-spec §2.4, §2.7).
+"""Attention confined to each sequence of a pack.
 
 The reference calls ``flash_attn_varlen_func`` with the pack's cu_seqlens. Two ways are offered:
 

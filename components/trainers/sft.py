@@ -1,4 +1,4 @@
-"""Supervised fine-tuning with LongAlign's batching and loss weighting (seeds-spec §2.2–2.4).
+"""Supervised fine-tuning with LongAlign's batching and loss weighting.
 
 The component (``train.sft``) takes chat records (tokenized here with ``data.tokenize``'s code) or
 already-tokenized ``{input_ids, labels}`` records, trains the ``base`` model with transformers (+ peft
@@ -144,7 +144,7 @@ class SFTParams(Params):
 
 
 class SFT(WholeComponent):
-    """Supervised fine-tuning on assistant tokens with LongAlign's batching (seeds-spec §2.3–2.4).
+    """Supervised fine-tuning on assistant tokens with LongAlign's batching.
 
     ``batching`` picks naive, sorted or packed batching; ``loss_weighting`` makes the loss the mean over
     sequences of per-sequence mean token losses (paper Eq. 2), exact under gradient accumulation and data

@@ -172,7 +172,7 @@ class TokenizeParams(Params):
 class Tokenize(WholeComponent):
     """Turns chat records into token ids and loss labels with the base model's chat template.
 
-    Follows LongAlign's pre-tokenization (seeds-spec §2.2): even number of turns, zero-width characters
+    Follows LongAlign's pre-tokenization: even number of turns, zero-width characters
     removed from answers, loss only on assistant tokens, right truncation, rows without targets dropped.
     The reference's ``--datanum`` bug (the data-size switch is ignored) has no counterpart here: the stage
     tokenizes exactly the records it is given. Records with neither ``messages`` nor ``conversations`` are

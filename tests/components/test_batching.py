@@ -1,4 +1,4 @@
-"""Batching plans (seeds-spec §2.3) against examples worked out by hand."""
+"""Batching plans against examples worked out by hand."""
 
 from __future__ import annotations
 

@@ -217,7 +217,7 @@ def test_default_haystack_without_a_model_tokenizer(tmp_path):
 
 
 def test_linspace_matches_the_reference_grid():
-    # seeds-spec §2.6: round(linspace(1000, 60000, 10)) and round(linspace(10, 90, 10))
+    # the reference implementation: round(linspace(1000, 60000, 10)) and round(linspace(10, 90, 10))
     assert Linspace(start=1000, stop=60000, num=10).values() == [
         1000,
         7556,

@@ -1,4 +1,4 @@
-"""Packed attention and the weighted loss (seeds-spec §2.4, §2.7, pitfall §9.1).
+"""Packed attention and the weighted loss.
 
 The reference value is computed one sequence at a time with plain cross-entropy: the packed, weighted
 loss must equal the mean over sequences of each sequence's mean token loss (paper Eq. 2).

@@ -1,4 +1,4 @@
-"""data.tokenize: loss labels on exactly the assistant tokens; LongAlign's clean-up (seeds-spec §2.2)."""
+"""data.tokenize: loss labels on exactly the assistant tokens; LongAlign's clean-up."""
 
 from __future__ import annotations
 

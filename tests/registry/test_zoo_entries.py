@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_builtin_zoo_has_the_paper_models_with_their_context_lengths(zoo_home: Path) -> None:
     zoo = Zoo.load()
-    # Context lengths from the papers / model cards (seeds-spec §1.1, §2.1, §3.1, §5.3).
+    # Context lengths from the papers / model cards.
     expected = {
         "longcite-glm4-9b": 131072, "longcite-llama3.1-8b": 131072,
         "longalign-6b-64k-base": 65536, "longalign-7b-64k-base": 65536, "longalign-13b-64k-base": 65536,
