@@ -149,7 +149,7 @@ def cmd_components(args) -> int:
     for name in reg.names():
         try:
             cls = reg.get(name)
-            console.print(f"[bold]{name:28}[/] {reg.summary(cls)}")
+            console.print(f"{name:28} {reg.summary(cls)}", markup=False, soft_wrap=True)
         except Exception as e:  # a broken plugin should not hide the rest
             console.print(f"[bold]{name:28}[/] [red](cannot load: {e})[/]")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from components.base import Failed
 from components.generators.cof.sentence_citation import SentenceCitation, locate_window, merge_windows
+from components.selectors.cof_filter import CoFFilter
 from components.text import token_chunks
 from runner.backends.base import ChatResult
 from tests.fakes import FakeCtx, ScriptedLLM
@@ -23,9 +24,9 @@ def record(*statements: dict) -> dict:
             "statements": list(statements)}
 
 
-def run(tmp_path, rec: dict, reply=lambda m: "[1-1]", llm=None):
+def run(tmp_path, rec: dict, reply=lambda m: "[1-1]", llm=None, **params):
     llm = llm or ScriptedLLM(reply)
-    comp = SentenceCitation(SentenceCitation.Params(chunk_size=4))
+    comp = SentenceCitation(SentenceCitation.Params(chunk_size=4, **params))
     return comp.process([rec], FakeCtx(params=comp.params, models={None: llm}, tmp=tmp_path))[0], llm
 
 
@@ -49,7 +50,7 @@ def test_one_cited_chunk_becomes_three_locally_numbered_sentences(tmp_path):
     sampling = llm.calls[0][1]
     assert sampling.temperature == 1.0 and sampling.max_new_tokens == 128
     first = out["statements"][0]
-    assert first["citation"] == "[1-1]"
+    assert first["citation"] == "[1-1]" and first["citation_source"] == "model"
     assert first["chunk_sents"] == [{"c_idx": 1, "content": SENTENCES[1]}, {"c_idx": 2, "content": SENTENCES[2]},
                                     {"c_idx": 3, "content": SENTENCES[3]}]
     start = len(SENTENCES[0]) + 1
@@ -106,3 +107,67 @@ def test_passage_location_without_offsets_trims_the_ends():
     assert chunks[1]["char_start"] is None and chunks[1]["content"] == "#Bees make sweet honey.#"
     start, end = locate_window(CONTEXT, chunks, 1, 3, tok)
     assert CONTEXT[start:end] == "Bees make sweet honey. Cats chase small mice."
+
+
+# --- fallback: retrieval (not the paper's method; for models too small to write [s-e] lines) -----------------
+# A statement citing chunk 2 sees local sentences <C0> Bees (global 1), <C1> Cats (global 2), <C2> Dogs (global 3).
+
+RAMBLE = "The statement talks about animals, I think."
+
+
+def by_statement(replies: dict[str, str]):
+    """A reply chosen by the statement in the prompt."""
+    def reply(messages):
+        statement = messages[0]["content"].split("[Statement]\n")[-1].split("\n")[0]
+        return replies[statement]
+    return reply
+
+
+def test_ramble_without_fallback_is_stored_as_is(tmp_path):
+    out, _ = run(tmp_path, record({"statement": "The dogs guard the mice.", "citation": [chunk(2)]}),
+                 reply=lambda m: RAMBLE)
+    st = out["statements"][0]
+    assert st["citation"] == RAMBLE and st["citation_source"] == "none" and "model_reply" not in st
+
+
+def test_fallback_picks_the_best_local_sentence_and_cof_filter_reads_it(tmp_path):
+    # "dogs" and "guard" are in <C2>, only "mice" in <C1>: <C2> is the best, global sentence 3
+    rec = record({"statement": "The dogs guard the mice.", "citation": [chunk(2)]})
+    out, _ = run(tmp_path, rec, reply=lambda m: RAMBLE, fallback="retrieval")
+    st = out["statements"][0]
+    assert st["citation"] == "[2-2]" and st["citation_source"] == "retrieval" and st["model_reply"] == RAMBLE
+    answer, reason = CoFFilter(CoFFilter.Params()).decide(out)
+    assert reason is None and answer == "<statement>The dogs guard the mice.<cite>[3-3]</cite></statement>"
+
+    out, _ = run(tmp_path, rec, reply=lambda m: RAMBLE, fallback="retrieval", fallback_top=2)
+    assert out["statements"][0]["citation"] == "[1-1]\n[2-2]"  # one [k-k] line each, in text order
+    answer, _ = CoFFilter(CoFFilter.Params()).decide(out)
+    assert answer == "<statement>The dogs guard the mice.<cite>[2-2][3-3]</cite></statement>"
+
+
+def test_fallback_leaves_usable_replies_and_explicit_no_support_alone(tmp_path):
+    rec = record({"statement": "Bees make honey.", "citation": [chunk(2)]},
+                 {"statement": "Dogs guard houses.", "citation": [chunk(2)]},
+                 {"statement": "Cats chase mice.", "citation": [chunk(2)]},
+                 {"statement": "Everything went fine.", "citation": [chunk(2)]})
+    replies = {"Bees make honey.": "[0-0]",
+               "Dogs guard houses.": "No relevant information",
+               "Cats chase mice.": "[7-9]",  # past the 3 local sentences: cof.filter drops it, so no usable range
+               "Everything went fine.": RAMBLE}  # no content word in common with any local sentence
+    out, _ = run(tmp_path, rec, reply=by_statement(replies), fallback="retrieval")
+    got = [(s["citation"], s["citation_source"]) for s in out["statements"]]
+    assert got == [("[0-0]", "model"), ("No relevant information", "none"), ("[1-1]", "retrieval"),
+                   (RAMBLE, "none")]
+    answer, reason = CoFFilter(CoFFilter.Params()).decide(out)
+    assert reason is None
+    assert answer == ("<statement>Bees make honey.<cite>[1-1]</cite></statement>"
+                      "<statement>Dogs guard houses.<cite></cite></statement>"
+                      "<statement>Cats chase mice.<cite>[2-2]</cite></statement>"
+                      "<statement>Everything went fine.<cite></cite></statement>")
+
+    comp = SentenceCitation(SentenceCitation.Params())
+    uncited = record({"statement": "Nothing cited.", "citation": []})
+    metrics = comp.summarize([out, uncited], FakeCtx(tmp=tmp_path))
+    assert metrics == {"records": 2, "refined_statements": 4, "answers_without_spans": 2,
+                       "citations_from_model": 1, "citations_from_retrieval": 1, "uncited_refined_statements": 2,
+                       "records_with_fallback": 1}

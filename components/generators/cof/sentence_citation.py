@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
+from components.generators.cof.fallback import best_sentences
+from components.selectors.cof_filter import global_spans
 from components.text import decode_tokens, sentence_tiles, split_sentences, token_chunks
 
 SENTENCE_CITATION_PROMPT = """You will see passages from a document whose sentences are numbered <C0>, <C1>, <C2>, ..., a question, and one statement taken from an answer to that question. Find the sentences that support the statement. Write each stretch of consecutive supporting sentences on its own line as [s-e], where s is the number of its first sentence and e the number of its last (a single sentence k is [k-k]). Cite only what the statement needs. If no sentence supports the statement, write exactly: No relevant information
@@ -116,6 +118,28 @@ def sentence_prompt(passages: str, question: str, statement: str) -> str:
             .replace("<<statement>>", statement))
 
 
+NO_SUPPORT = "no relevant information"
+
+
+def settle_citation(reply: str, statement: str, chunk_sents: list[dict], fallback: str = "none", top: int = 1,
+                    min_score: float = 0.0) -> tuple[str, Literal["model", "retrieval", "none"]]:
+    """``(text to store, citation_source)`` for the model's ``reply`` about one statement.
+
+    ``model``: the reply has an ``[s-e]`` range that ``cof.filter`` turns into a span; it is stored as is.
+    With ``fallback="retrieval"`` (not the paper's method), a reply without such a range that is not the
+    explicit "No relevant information" is replaced by ``[k-k]`` lines (text order) for up to ``top`` local
+    sentences with the best BM25 overlap with the statement that share a content word with it:
+    ``retrieval``. Otherwise the reply is stored as is: ``none``.
+    """
+    if global_spans(reply, chunk_sents):
+        return reply, "model"
+    if fallback == "retrieval" and NO_SUPPORT not in reply.lower():
+        picked = best_sentences(statement, [s["content"] for s in chunk_sents], top, min_score)
+        if picked:
+            return "\n".join(f"[{k}-{k}]" for k in picked), "retrieval"
+    return reply, "none"
+
+
 class SentenceCitation(MapComponent):
     """CoF stage 3 (LongCite §1.2): sentence-level citations inside the cited chunks.
 
@@ -124,7 +148,17 @@ class SentenceCitation(MapComponent):
     ``<C0>, <C1>, …`` and the model answers with ``[s-e]`` lines or "No relevant information". The raw
     answer is stored in the statement's ``citation`` with ``expand_chunk`` (the passages) and
     ``chunk_sents`` (local number → global sentence ``c_idx``) beside it; ``cof.filter`` turns it into
-    global spans. Statements without chunk citations are left as they are.
+    global spans. Statements without chunk citations are left as they are; the others get
+    ``citation_source``: ``"model"`` (the reply has a usable range), ``"retrieval"`` or ``"none"``.
+
+    ``fallback: none`` (the default, the paper's behaviour) stores every reply as the model wrote it.
+    ``fallback: retrieval`` is not the paper's method: it exists so the pipeline can produce training data
+    with models too small to write ``[s-e]`` lines (e.g. the 135M CPU default). A reply with no usable range
+    that is not "No relevant information" is replaced by ``[k-k]`` lines for the local sentences with the
+    best BM25 overlap with the statement (``fallback_top``, ``fallback_min_score``), written exactly as a
+    reply would be so ``cof.filter`` reads them unchanged; the model's reply is kept in ``model_reply``.
+    ``summarize`` counts the statements cited from each source; the ``paper`` profile keeps
+    ``fallback: none``.
 
     Chunking must match ``cof.chunk_citation`` (same model, same ``chunk_size``); a mismatch fails the
     record instead of citing the wrong text.
@@ -142,6 +176,14 @@ class SentenceCitation(MapComponent):
         chunk_size: int = Field(128, ge=1, description="tokens per chunk; must equal cof.chunk_citation's")
         temperature: float = Field(1.0, ge=0.0, description="sampling temperature")
         max_new_tokens: int = Field(128, ge=1, description="length limit of the [s-e] list")
+        fallback: Literal["none", "retrieval"] = Field("none", description=(
+            "none (the paper): replies are stored as written; retrieval (not the paper's method, for "
+            "models too small to write [s-e] lines): a reply without a usable range cites the local "
+            "sentences with the best BM25 overlap instead"))
+        fallback_top: int = Field(1, ge=1, description="with fallback: retrieval, sentences cited per statement")
+        fallback_min_score: float = Field(0.0, description=(
+            "with fallback: retrieval, a sentence is cited only when its BM25 score is above this and it "
+            "shares a content word with the statement"))
 
     def estimate(self, n_in: dict[str, int | None]) -> Estimate:
         return Estimate(records_out=n_in.get("chunks"))
@@ -179,14 +221,15 @@ class SentenceCitation(MapComponent):
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
         from runner.backends.base import Sampling
 
+        p = self.params
         llm = ctx.model()
         tokenizer = llm.tokenizer()
         plans = [self._requests(r, tokenizer) for r in batch]
         calls = [(i, k) for i, plan in enumerate(plans) if not isinstance(plan, Failed)
                  for k, (_, _, prompt) in enumerate(plan) if prompt]
         results = llm.chat([[{"role": "user", "content": plans[i][k][2]}] for i, k in calls],
-                           Sampling(temperature=self.params.temperature,
-                                    max_new_tokens=self.params.max_new_tokens)) if calls else []
+                           Sampling(temperature=p.temperature, max_new_tokens=p.max_new_tokens)
+                           ) if calls else []
         answers = {call: result for call, result in zip(calls, results)}
 
         out: list[Out] = []
@@ -202,12 +245,22 @@ class SentenceCitation(MapComponent):
             statements = [dict(s) for s in record["statements"]]
             for k, (j, extra, _) in enumerate(plan):
                 raw = answers[(i, k)].text if (i, k) in answers else ""
-                statements[j] = {**statements[j], "citation": raw, **extra}
+                stored, source = settle_citation(raw, statements[j]["statement"], extra["chunk_sents"],
+                                                 p.fallback, p.fallback_top, p.fallback_min_score)
+                statements[j] = {**statements[j], "citation": stored, **extra, "citation_source": source}
+                if stored != raw:
+                    statements[j]["model_reply"] = raw
             out.append({**record, "statements": statements})
         return out
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
         refined = [s for r in records for s in r["statements"] if isinstance(s.get("citation"), str)]
         none = sum(1 for s in refined if "[" not in s["citation"])
+        sources = [s.get("citation_source") for s in refined]
         return {"records": len(records), "refined_statements": len(refined),
-                "answers_without_spans": none}
+                "answers_without_spans": none,
+                "citations_from_model": sources.count("model"),
+                "citations_from_retrieval": sources.count("retrieval"),
+                "uncited_refined_statements": sources.count("none"),
+                "records_with_fallback": sum(1 for r in records if any(
+                    s.get("citation_source") == "retrieval" for s in r["statements"]))}
