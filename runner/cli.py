@@ -128,17 +128,18 @@ def cmd_plan(args) -> int:
     unknown_cost = False
     for r in rows:
         n_in = ", ".join(f"{k}={'?' if v is None else v}" for k, v in r.records_in.items())
-        if r.cost_usd is None and r.status == "run" and r.llm_calls and "openai" in str(r.model):
+        if r.cost_usd is None and r.status == "run" and r.priced:
             unknown_cost = True
         total_cost += r.cost_usd or 0.0
         t.add_row(r.stage, r.type, "[green]cached[/]" if r.status == "cached" else "[yellow]run[/]", n_in,
-                  "?" if r.records_out is None else str(r.records_out), str(r.llm_calls),
-                  "" if r.cost_usd is None else f"{r.cost_usd:.4f}", r.model)
+                  "?" if r.records_out is None else str(r.records_out), "?" if r.llm_calls is None else str(r.llm_calls),
+                  ("?" if r.priced else "") if r.cost_usd is None else f"{r.cost_usd:.4f}", r.model)
     console = _console()
     console.print(t)
     n_run = sum(r.status == "run" for r in rows)
     console.print(f"{n_run} stage(s) to run, {len(rows) - n_run} cached; estimated API cost ${total_cost:.4f}"
-                  + (" (some stages unknown)" if unknown_cost else ""))
+                  + (" + stages marked ? (their token counts are unknown until their inputs exist)"
+                     if unknown_cost else ""))
     return 0
 
 

@@ -15,9 +15,10 @@ class PlanRow:
     status: str  # cached | run
     records_in: dict[str, int | None]
     records_out: int | None
-    llm_calls: int
+    llm_calls: int | None  # None: unknown until the inputs exist
     cost_usd: float | None
     model: str
+    priced: bool = False  # the stage's model is an API model with per-token prices
 
 
 def _price(runner: Any, stage: str) -> tuple[float, float] | None:
@@ -36,7 +37,6 @@ def _price(runner: Any, stage: str) -> tuple[float, float] | None:
 
 def make_plan(runner: Any) -> list[PlanRow]:
     loaded = runner.loaded
-    fps = runner.fingerprints()
     n_out: dict[str, int | None] = {}
     rows = []
     for s in loaded.order:
@@ -51,12 +51,15 @@ def make_plan(runner: Any) -> list[PlanRow]:
         else:
             n_out[s] = est.records_out
         price = _price(runner, s)
-        cost = None
-        if price and not cached:
+        uses_llm = any(m.kind == "chat" for m in type(comp).models.values())
+        unknown = uses_llm and any(v is None for v in n_in.values())
+        cost = None  # unknown: no price (local model) or no token estimate for an API stage
+        if price and not cached and not unknown and (est.prompt_tokens or est.completion_tokens
+                                                     or not est.llm_calls):
             cost = (est.prompt_tokens * price[0] + est.completion_tokens * price[1]) / 1e6
         b = loaded.bindings.get(s, {})
         model = ", ".join(f"{slot}={x.ref}" for slot, x in b.items())
         rows.append(PlanRow(s, comp.type, "cached" if cached else "run", n_in, n_out[s],
-                            0 if cached else est.llm_calls, 0.0 if cached else cost, model))
-        _ = fps
+                            0 if cached else (None if unknown else est.llm_calls), 0.0 if cached else cost,
+                            model, price is not None))
     return rows

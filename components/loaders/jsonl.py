@@ -9,7 +9,7 @@ from typing import IO, Any
 
 from pydantic import Field
 
-from components.base import Context, Fields, Params, WholeComponent
+from components.base import Context, Estimate, Fields, Params, WholeComponent
 
 
 def _open(path: Path) -> IO[str]:
@@ -68,6 +68,16 @@ class LoadJsonl(WholeComponent):
 
     def output_fields(self) -> Fields | None:
         return Fields(*self.params.fields) if self.params.fields else None
+
+    def estimate(self, n_in: dict[str, int | None]) -> Estimate:
+        """Counts the file's non-blank lines (no JSON parsing), so `recipe plan` knows what flows on."""
+        path = Path(self.params.path).expanduser()
+        if not path.is_file():
+            return Estimate()
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            n = sum(1 for line in f if line.strip())
+        return Estimate(records_out=n if self.params.limit is None else min(n, self.params.limit))
 
     def run(self, inputs: dict[str, list[dict]], ctx: Context) -> list[dict]:
         p = self.params
