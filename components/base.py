@@ -54,7 +54,7 @@ class Params(BaseModel):
 class Fields(frozenset):
     """A set of record field names: what a port requires, or what a component emits."""
 
-    def __new__(cls, *names: str) -> "Fields":
+    def __new__(cls, *names: str) -> Fields:
         return super().__new__(cls, names)
 
 
@@ -109,11 +109,11 @@ class Context(Protocol):
     log: logging.Logger
     inputs: dict[str, list[dict]]  # all input ports, whole (map components read side inputs here)
 
-    def model(self, slot: str | None = None) -> "LLM": ...
+    def model(self, slot: str | None = None) -> LLM: ...
 
-    def embedder(self, slot: str = "embedder") -> "Embedder": ...
+    def embedder(self, slot: str = "embedder") -> Embedder: ...
 
-    def model_source(self, slot: str | None = None) -> "ResolvedModel": ...
+    def model_source(self, slot: str | None = None) -> ResolvedModel: ...
 
     def advance(self, n: int = 1, total: int | None = None) -> None: ...
 

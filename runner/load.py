@@ -69,7 +69,7 @@ def deep_merge(base: Any, over: Any) -> Any:
     return copy.deepcopy(over)
 
 
-_OVERRIDE = re.compile(r"^([A-Za-z0-9_\-.]+)=(.*)$", re.S)
+_OVERRIDE = re.compile(r"^([A-Za-z0-9_\-.]+)=(.*)$", re.DOTALL)
 
 
 def parse_override(text: str) -> tuple[tuple[str, ...], Any]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from registry.resolved import TRAINED_MODEL_FILE, ResolvedModel
 from runner.errors import StageFailure

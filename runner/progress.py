@@ -10,7 +10,7 @@ log = logging.getLogger("recipe.progress")
 
 
 class StageProgress:
-    def __init__(self, owner: "Progress", stage: str, total: int | None, meter: Any) -> None:
+    def __init__(self, owner: Progress, stage: str, total: int | None, meter: Any) -> None:
         self.owner = owner
         self.stage = stage
         self.total = total
@@ -51,8 +51,16 @@ class Progress:
     def __init__(self, console: Any | None, enabled: bool = True) -> None:
         self.bar = None
         if enabled and console is not None and console.is_terminal:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, ProgressColumn,
-                                       SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                ProgressColumn,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
             from rich.text import Text
 
             class RateColumn(ProgressColumn):
@@ -64,12 +72,12 @@ class Progress:
                                     TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[tokens]}"),
                                     TextColumn("{task.fields[cost]}"), console=console, transient=False)
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.bar is not None:
             self.bar.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
 

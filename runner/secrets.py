@@ -6,7 +6,7 @@ import logging
 import os
 import re
 
-_SECRET_NAME = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)$|^HF_TOKEN$", re.I)
+_SECRET_NAME = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)$|^HF_TOKEN$", re.IGNORECASE)
 
 
 def secret_values() -> list[str]:

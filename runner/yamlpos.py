@@ -45,7 +45,7 @@ class SourceMap:
             p = p[:-1]
         return self.values.get((), self.default)
 
-    def move(self, src: Path_, dst: Path_) -> "SourceMap":
+    def move(self, src: Path_, dst: Path_) -> SourceMap:
         """The entries under ``src`` re-keyed under ``dst`` (used when a profile overlays the recipe)."""
         out = SourceMap()
         n = len(src)
@@ -55,7 +55,7 @@ class SourceMap:
                     target[tuple(dst) + p[n:]] = pos
         return out
 
-    def update(self, other: "SourceMap") -> None:
+    def update(self, other: SourceMap) -> None:
         """Let ``other``'s positions win where both have one."""
         self.values.update(other.values)
         self.keys.update(other.keys)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from runner.backends.base import LLM, ChatResult, Embedder, Sampling, Usage
 
@@ -44,8 +45,9 @@ class BagOfWordsEmbedder(Embedder):
         self.dim = dim
 
     def embed(self, texts: list[str]):
-        import numpy as np
         import zlib
+
+        import numpy as np
 
         out = np.zeros((len(texts), self.dim), dtype="float32")
         for i, t in enumerate(texts):

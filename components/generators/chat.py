@@ -8,7 +8,17 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params, record_key
+from components.base import (
+    Context,
+    Estimate,
+    Failed,
+    Fields,
+    MapComponent,
+    ModelSlot,
+    Out,
+    Params,
+    record_key,
+)
 from components.templates import TemplateError, check_template, render
 from runner.backends.base import Sampling
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers import CountingLLM, write
+
 from runner.load import load_recipe
 from runner.session import run_recipe
 from runner.store import read_jsonl

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers import write
+
 from runner.errors import RecipeError
 from runner.load import load_recipe, parse_override
 
