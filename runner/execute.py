@@ -30,7 +30,7 @@ RUNTIME_OPTIONS = {"batch_size", "concurrency", "rpm", "tpm", "timeout_s", "max_
 def unique_keys(records: list[dict]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
-    for i, r in enumerate(records):
+    for r in records:
         k = record_key(r)
         if k in seen:
             seen[k] += 1

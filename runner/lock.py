@@ -43,7 +43,7 @@ def build_lock(runner: Any) -> dict[str, Any]:
         spec["params"] = comp.params.model_dump(mode="json")
         stages[s] = spec
     models: dict[str, Any] = {}
-    for role, m in recipe.models.items():
+    for role in recipe.models:
         spec = recipe.model_spec(role)
         models[role] = spec.model_dump(mode="json")
     pinned: dict[str, dict] = {}

@@ -13,6 +13,14 @@ from components.text import last_bracket_number
 from runner.backends.base import LLM, Sampling
 
 
+def verdict_failure(calls: int, raw: str, error: str | None) -> Failed:
+    """The failure for a record whose judge gave no rating: a backend error may be retried by the runner;
+    a reply without ``[[rating]]`` after every try is final."""
+    if error is not None:
+        return Failed(error=f"judge call failed after {calls} tries: {error}", raw=raw or None)
+    return Failed(error=f"no [[rating]] in the judge reply after {calls} tries", raw=raw, retry=False)
+
+
 def ask_for_ratings(
     llm: LLM,
     conversations: list[list[dict]],
@@ -153,14 +161,8 @@ class LongBenchChatJudge(MapComponent):
         for record, (score, raw, calls, error) in zip(batch, verdicts, strict=True):
             if score is not None:
                 out.append({**record, "score": score, "judge_output": raw, "judge_calls": calls})
-            elif error is not None:
-                out.append(Failed(error=f"judge call failed after {calls} tries: {error}", raw=raw or None))
             else:
-                out.append(
-                    Failed(
-                        error=f"no [[rating]] in the judge reply after {calls} tries", raw=raw, retry=False
-                    )
-                )
+                out.append(verdict_failure(calls, raw, error))
         return out
 
     def estimate(self, n_in: dict[str, int | None]) -> Estimate:

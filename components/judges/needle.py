@@ -9,8 +9,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
-from components.judges.longbench_chat import ask_for_ratings
+from components.base import Context, Estimate, Fields, MapComponent, ModelSlot, Out, Params
+from components.judges.longbench_chat import ask_for_ratings, verdict_failure
 from runner.backends.base import Sampling
 
 HEATMAP_FILE = "needle_heatmap.png"
@@ -129,14 +129,8 @@ class NeedleJudge(MapComponent):
                 out.append(
                     {**r, "score": rating, "llm_score": rating, "judge_output": raw, "judge_calls": calls}
                 )
-            elif error is not None:
-                out.append(Failed(error=f"judge call failed after {calls} tries: {error}", raw=raw or None))
             else:
-                out.append(
-                    Failed(
-                        error=f"no [[rating]] in the judge reply after {calls} tries", raw=raw, retry=False
-                    )
-                )
+                out.append(verdict_failure(calls, raw, error))
         return out
 
     def _facts(self, record: dict) -> list[str]:

@@ -92,7 +92,7 @@ class LLM(ABC):
     def context_length(self) -> int | None:
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
         pass
 
 

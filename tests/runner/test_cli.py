@@ -54,7 +54,7 @@ def test_shipped_recipes_validate():
 def test_validate_and_help_do_not_import_torch(tmp_path):
     code = ("import sys; from runner.cli import main; rc = main(['validate', %r]); "
             "heavy = [m for m in ('torch', 'transformers', 'peft', 'openai', 'datasets') if m in sys.modules]; "
-            "print('HEAVY', heavy); sys.exit(rc)") % str(REPO / "recipes" / "quickstart.yaml")
+            "print('HEAVY', heavy); sys.exit(rc)").replace("%r", repr(str(REPO / "recipes" / "quickstart.yaml")))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -77,3 +77,16 @@ def test_run_with_bad_recipe_exits_2_before_anything(tmp_path):
     p.write_text(BAD)
     r = recipe("run", str(p), "--runs-dir", str(tmp_path / "runs"))
     assert r.returncode == 2 and not (tmp_path / "runs").exists()
+
+
+def test_every_profile_of_every_shipped_recipe_validates_and_plans_offline(tmp_path):
+    import yaml
+
+    for path in sorted((REPO / "recipes").glob("*.yaml")):
+        profiles = yaml.safe_load(path.read_text()).get("profiles") or {}
+        for profile in profiles:
+            r = recipe("validate", "--profile", profile, str(path))
+            assert r.returncode == 0, (path.name, profile, r.stderr)
+            r = recipe("plan", "--profile", profile, str(path), "--runs-dir", str(tmp_path))
+            assert r.returncode == 0, (path.name, profile, r.stderr)
+            assert "stage(s) to run" in r.stdout
