@@ -16,6 +16,14 @@ RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 @pytest.fixture(autouse=True)
+def zoo_home(tmp_path_factory, monkeypatch):
+    """A zoo cache of the tests' own: published models register here, not in the user's zoo."""
+    home = tmp_path_factory.getbasetemp() / "zoo-home"
+    monkeypatch.setenv("RECIPE_ZOO_HOME", str(home))
+    return home
+
+
+@pytest.fixture(autouse=True)
 def one_thread():
     import torch
 
@@ -53,6 +61,17 @@ def test_recipe_runs_with_tiny_model_and_reruns_from_cache(name, tmp_path):
     assert {s: _manifest(d)["finished"] for s, d in dirs.items()} == before
     if name == "longalign":
         assert (dirs["sft"] / "model" / "recipe_model.json").exists()
+        # the model published to file:// is usable by name in the next recipe
+        nxt = tmp_path / "next.yaml"
+        nxt.write_text(
+            "recipe: next\nmodels: {tuned: longalign-sft}\nstages:\n"
+            "  docs: {type: load.pydoc_topics, params: {topics: [pass], max_chars: 200}}\n"
+            "  ask: {type: generate.chat, inputs: {records: docs}, model: tuned,\n"
+            "        params: {template: 'Summarise: {context}', max_new_tokens: 4}}\n")
+        run_recipe(load_recipe(nxt), tmp_path / "runs", progress=False, publish=False)
+        latest = json.loads((tmp_path / "runs" / "next" / "latest.json").read_text())["stages"]
+        (answer,) = read_jsonl(tmp_path / "runs" / "next" / latest["ask"] / "records.jsonl")
+        assert isinstance(answer["response"], str)
         assert "needle_heatmap.png" in report
         assert (dirs["needle_scores"] / "needle_heatmap.png").exists()
     if name == "longcite":
