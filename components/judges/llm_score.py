@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -11,6 +11,7 @@ from components.base import Context, Estimate, Failed, Fields, MapComponent, Mod
 from components.generators.chat import SamplingParams, estimate_tokens
 from components.templates import TemplateError, check_template, render
 from components.text import last_bracket_number
+from runner.backends.base import Sampling
 
 
 def parse_score(text: str, lo: float, hi: float) -> float | None:
@@ -22,6 +23,27 @@ def parse_score(text: str, lo: float, hi: float) -> float | None:
     """
     value = last_bracket_number(text)
     return value if value is not None and lo <= value <= hi else None
+
+
+def digit_score(top: dict[str, float], lo: float, hi: float) -> tuple[float, float] | None:
+    """Probability-weighted score from the judge's first-token distribution (G-Eval style).
+
+    ``top`` maps candidate first tokens to log-probabilities. Tokens that are a single digit within
+    ``[lo, hi]`` (after stripping spaces) are the valid answers; the score is their probability-weighted
+    mean, returned with the probability mass they hold. None when no valid digit is among the candidates.
+
+    >>> round(digit_score({"7": math.log(0.5), "8": math.log(0.25), "The": math.log(0.25)}, 1, 9)[0], 3)
+    7.333
+    """
+    mass: dict[int, float] = {}
+    for token, logprob in top.items():
+        t = token.strip()
+        if len(t) == 1 and t.isdigit() and lo <= int(t) <= hi:
+            mass[int(t)] = mass.get(int(t), 0.0) + math.exp(logprob)
+    total = sum(mass.values())
+    if total <= 0:
+        return None
+    return sum(d * p for d, p in mass.items()) / total, total
 
 
 def _num(x: float) -> str:
@@ -42,6 +64,12 @@ class LlmScore(MapComponent):
 
     The template is filled from the record plus ``{scale_min}`` and ``{scale_max}`` (the params win over
     record fields of the same name). The default template rates ``{response}`` as an answer to ``{query}``.
+
+    ``scoring: digit_probabilities`` is for judges too small to follow the ``[[n]]`` format (e.g. a 135M
+    model): the judge is asked for a single digit, one token is generated with its top log-probabilities,
+    and the score is the probability-weighted mean over the valid digits (as in G-Eval); ``score_mass`` is
+    the probability those digits held. It needs integer scales within 0–9 and a backend that returns
+    logprobs. A reply with no valid digit among the candidates is kept with a null score, as above.
     """
 
     type = "judge.llm_score"
@@ -49,6 +77,11 @@ class LlmScore(MapComponent):
     passthrough = "records"
     models = {"judge": ModelSlot(kind="chat", doc="the judge model")}
     prompts = {
+        "digit": (
+            "Rate how well the response answers the question, from {scale_min} (useless) to {scale_max} "
+            "(correct and complete).\n\n[Question]\n{query}\n\n[Response]\n{response}\n\n"
+            "Reply with one digit only."
+        ),
         "system": "You are a careful and impartial evaluator of answers written by AI assistants.",
         "judge": (
             "Assess how well the response answers the question. Weigh correctness, relevance to what was "
@@ -75,6 +108,11 @@ class LlmScore(MapComponent):
         retry_temperature: float = Field(
             0.7, ge=0.0, description="temperature of re-asks (at least `temperature`)"
         )
+        scoring: Literal["brackets", "digit_probabilities"] = Field(
+            "brackets", description="brackets: parse [[n]] from the reply (the reference judges); "
+            "digit_probabilities: probability-weighted digit of the first token (for small judges)"
+        )
+        top_logprobs: int = Field(20, ge=1, le=20, description="with digit_probabilities: candidates per token")
 
         check_templates = field_validator("system", "template")(check_template)
 
@@ -82,6 +120,10 @@ class LlmScore(MapComponent):
         def _scale_order(self) -> LlmScore.Params:
             if self.scale_min >= self.scale_max:
                 raise ValueError(f"scale_min ({self.scale_min}) must be below scale_max ({self.scale_max})")
+            if self.scoring == "digit_probabilities" and not (
+                    0 <= self.scale_min and self.scale_max <= 9 and self.scale_min == int(self.scale_min)
+                    and self.scale_max == int(self.scale_max)):
+                raise ValueError("digit_probabilities needs whole-number scale_min/scale_max within 0-9")
             return self
 
     def output_fields(self) -> Fields | None:
@@ -89,9 +131,10 @@ class LlmScore(MapComponent):
 
     def prompt_texts(self) -> dict[str, str]:
         p = self.params
+        default = self.prompts["digit" if p.scoring == "digit_probabilities" else "judge"]
         return {
             "system": p.system if p.system is not None else self.prompts["system"],
-            "judge": p.template if p.template is not None else self.prompts["judge"],
+            "judge": p.template if p.template is not None else default,
         }
 
     def estimate(self, n_in: dict[str, int | None]) -> Estimate:
@@ -122,6 +165,8 @@ class LlmScore(MapComponent):
             except TemplateError as e:
                 out[i] = Failed(error=str(e), retry=False)
         judge = ctx.model("judge")
+        if p.scoring == "digit_probabilities":
+            return self._digit_scores(batch, convs, out, judge)
         raw: dict[int, str] = {}
         todo = list(convs)
         for attempt in range(p.retries_on_parse_failure + 1):
@@ -144,6 +189,25 @@ class LlmScore(MapComponent):
         for i in todo:  # still unparsable after every re-ask: kept, counted by summarize
             out[i] = {**batch[i], p.score_field: None, "judge_raw": raw[i]}
         assert all(o is not None for o in out)
+        return out  # type: ignore[return-value]
+
+    def _digit_scores(self, batch: list[dict], convs: dict[int, list[dict[str, str]]], out: list[Out | None],
+                      judge: Any) -> list[Out]:
+        p = self.params
+        todo = list(convs)
+        sampling = Sampling(temperature=0.0, max_new_tokens=1, logprobs=p.top_logprobs)
+        for i, res in zip(todo, judge.chat([convs[i] for i in todo], sampling) if todo else []):
+            if res.error:
+                out[i] = Failed(error=f"judge call failed: {res.error}")
+                continue
+            if not res.logprobs:
+                out[i] = Failed(error="the judge's backend returned no logprobs (needed by digit_probabilities)",
+                                raw=res.text, retry=False)
+                continue
+            got = digit_score(res.logprobs[0].top or {res.logprobs[0].token: res.logprobs[0].logprob},
+                              p.scale_min, p.scale_max)
+            out[i] = {**batch[i], p.score_field: None if got is None else round(got[0], 4),
+                      "score_mass": None if got is None else round(got[1], 4), "judge_raw": res.text}
         return out  # type: ignore[return-value]
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:

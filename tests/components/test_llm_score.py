@@ -115,3 +115,33 @@ def test_estimate_and_params():
         LlmScore.Params(scale_min=5, scale_max=5)
     with pytest.raises(ValidationError, match="bad template"):
         LlmScore.Params(template="{oops")
+
+
+def test_digit_probabilities_scores_the_weighted_first_token(tmp_path):
+    """P(7)=0.5, P(8)=0.25, P(' 3')=0.125 on a 1-9 scale, 'The' ignored → (7·.5 + 8·.25 + 3·.125)/.875."""
+    import math
+
+    from runner.backends.base import ChatResult, TokenLogprob
+
+    class OneToken(ScriptedLLM):
+        def chat(self, conversations, sampling):
+            assert sampling.max_new_tokens == 1 and sampling.logprobs == 20 and sampling.temperature == 0
+            self.calls += [(c, sampling) for c in conversations]
+            top = {"7": math.log(0.5), "8": math.log(0.25), " 3": math.log(0.125), "The": math.log(0.125)}
+            return [ChatResult(text="7", logprobs=[TokenLogprob(token="7", logprob=math.log(0.5), top=top)])
+                    for _ in conversations]
+
+    comp = LlmScore(LlmScore.Params(scoring="digit_probabilities", scale_min=1, scale_max=9))
+    judge = OneToken(lambda m: "")
+    (out,) = comp.process([{"id": "a", "query": "q", "response": "r"}],
+                          FakeCtx(params=comp.params, models={"judge": judge, None: judge}, tmp=tmp_path))
+    assert out["score"] == round((7 * 0.5 + 8 * 0.25 + 3 * 0.125) / 0.875, 4)
+    assert out["score_mass"] == 0.875
+    assert "one digit" in judge.calls[0][0][-1]["content"]
+
+
+def test_digit_probabilities_needs_a_single_digit_scale():
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="within 0-9"):
+        LlmScore.Params(scoring="digit_probabilities", scale_min=1, scale_max=10)
