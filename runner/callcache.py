@@ -15,7 +15,7 @@ from typing import Any
 
 from runner.backends.base import LLM, ChatResult, Sampling, Usage
 from runner.fingerprint import digest
-from runner.store import AppendLog
+from runner.store import AppendLog, read_complete_lines
 
 _scope = threading.local()
 
@@ -61,7 +61,11 @@ class CachedLLM(LLM):
         self.meter = meter
         self.identity = identity
         self.log = AppendLog(journal)
-        self._done: dict[str, dict[str, Any]] = {e["key"]: e["result"] for e in self.log if "key" in e}
+        # replay from every journal of the stage (sharded runs each keep their own)
+        self._done: dict[str, dict[str, Any]] = {}
+        for path in sorted(journal.parent.glob("calls*.jsonl")):
+            entries = self.log if path == journal else read_complete_lines(path)
+            self._done.update({e["key"]: e["result"] for e in entries if "key" in e})
         self._lock = threading.Lock()
 
     def _keys(self, conversations: list[list[dict]], sampling: Sampling) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -83,6 +84,17 @@ def cmd_run(args) -> int:
     except RecipeError as e:
         _print_problems(e)
         return EXIT_RECIPE
+    shard = None
+    if args.shard:
+        m = re.fullmatch(r"(\d+)/(\d+)", args.shard)
+        if not m or not int(m.group(1)) < int(m.group(2)):
+            print(f"--shard {args.shard!r}: expected I/N with 0 <= I < N, e.g. 0/4", file=sys.stderr)
+            return EXIT_RECIPE
+        if not args.stage or len(args.stage) != 1 or loaded.components[args.stage[0]].shape != "map":
+            print("--shard needs exactly one --stage, a map stage (its records are split by batch)",
+                  file=sys.stderr)
+            return EXIT_RECIPE
+        shard = (int(m.group(1)), int(m.group(2)))
     console = _console()
     from runner.backends.base import BudgetExceeded
     from runner.publish import PublishError
@@ -90,7 +102,7 @@ def cmd_run(args) -> int:
     try:
         summary = run_recipe(loaded, Path(args.runs_dir), console=console, progress=not args.no_progress,
                              retry_failed=args.retry_failed, publish=not args.no_publish, stages=args.stage,
-                             setup_logging=lambda root: _setup_logging(root, args.verbose))
+                             setup_logging=lambda root: _setup_logging(root, args.verbose), shard=shard)
     except BudgetExceeded as e:
         console.print(f"[bold yellow]stopped: API budget reached ({e}). Finished work is kept; raise "
                       f"budget_usd and run again to continue.[/]")
@@ -282,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--retry-failed", action="store_true", help="process records in the failures ledger again")
     sp.add_argument("--no-publish", action="store_true", help="skip the recipe's publish: step")
     sp.add_argument("--stage", action="append", help="run only this stage (and what it needs); repeatable")
+    sp.add_argument("--shard", metavar="I/N", help="with one --stage (a map stage whose inputs are done): process "
+                    "only shard I of N of its batches; run again without --shard to merge and finish")
     sp.add_argument("--verbose", "-v", action="store_true", help="log to stderr too")
     sp.set_defaults(func=cmd_run)
 

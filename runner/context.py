@@ -18,7 +18,7 @@ from runner.models import ModelManager
 class StageContext:
     def __init__(self, *, stage: str, params: Params, seed: int, stage_dir: Path, bindings: dict[str, Binding],
                  models: ModelManager, inputs: dict[str, list[dict]], meter: Meter,
-                 on_advance: Callable[[int, int | None], None] | None = None) -> None:
+                 on_advance: Callable[[int, int | None], None] | None = None, journal: Path | None = None) -> None:
         self.stage = stage
         self.params = params
         self.seed = seed
@@ -31,7 +31,7 @@ class StageContext:
         self.meter = meter
         self._bindings = bindings
         self._models = models
-        self._journal = stage_dir / "calls.jsonl"
+        self._journal = journal or stage_dir / "calls.jsonl"
         self._wrapped: dict[str, CachedLLM] = {}
         self._on_advance = on_advance
         self._main = next(iter(bindings), None)

@@ -19,7 +19,15 @@ from runner.fingerprint import digest, file_identity, stage_seed, text_hash
 from runner.load import LoadedRecipe, _is_path_field
 from runner.models import ModelManager
 from runner.progress import Progress
-from runner.store import AppendLog, RunStore, atomic_write_json, atomic_write_text, read_json, write_jsonl
+from runner.store import (
+    AppendLog,
+    RunStore,
+    atomic_write_json,
+    atomic_write_text,
+    read_complete_lines,
+    read_json,
+    write_jsonl,
+)
 
 log = logging.getLogger("recipe.run")
 
@@ -54,6 +62,19 @@ class StageResult:
     error: str | None = None
 
 
+def shard_name(stem: str, shard: tuple[int, int] | None) -> str:
+    return f"{stem}.jsonl" if shard is None else f"{stem}.shard{shard[0]}of{shard[1]}.jsonl"
+
+
+class ShardDone(Exception):
+    """A sharded run finished its share of a stage; the stage is finished by an unsharded run."""
+
+    def __init__(self, stage: str, done: int, total: int) -> None:
+        super().__init__(f"stage {stage!r}: this shard is done; {done} of {total} records finished so far "
+                         "(run without --shard once every shard is done to merge and finish the stage)")
+        self.stage, self.done, self.total = stage, done, total
+
+
 def seed_everything(seed: int) -> None:
     """Seed the global RNGs a component may touch, so a rerun of the lockfile repeats it exactly."""
     import random
@@ -68,13 +89,16 @@ def seed_everything(seed: int) -> None:
 
 class Runner:
     def __init__(self, loaded: LoadedRecipe, runs_dir: Path, *, console: Any = None, show_progress: bool = True,
-                 retry_failed: bool = False) -> None:
+                 retry_failed: bool = False, shard: tuple[int, int] | None = None) -> None:
         self.loaded = loaded
         self.recipe = loaded.recipe
         self.store = RunStore(Path(runs_dir) / loaded.name)
         self.console = console
         self.show_progress = show_progress
         self.retry_failed = retry_failed
+        # (i, n): process only batches b with b % n == i of the one map stage asked for, into logs of
+        # this shard's own; a later unsharded run merges every shard's log and finishes the stage
+        self.shard = shard
         self._zoo = None
         self._fps: dict[str, str] | None = None
         self._records: dict[str, list[dict]] = {}
@@ -169,6 +193,9 @@ class Runner:
                         forced.add(s)
                 if any(u in forced for u in self.loaded.deps[s]):
                     forced.add(s)  # its input changed although its fingerprint did not
+                if self.shard and s != order[-1] and not self.is_cached(s):
+                    raise StageFailure(s, "--shard runs one map stage whose inputs are finished: run the "
+                                       "upstream stages first (without --shard)")
                 if self.is_cached(s) and s not in forced:
                     m = self.store.manifest(s, fps[s]) or {}
                     self.results[s] = StageResult(s, fps[s], "cached", self.stage_dir(s), m.get("counts", {}),
@@ -204,13 +231,15 @@ class Runner:
         seed_everything(self.stage_seed(s))
         ctx = StageContext(stage=s, params=comp.params, seed=self.stage_seed(s), stage_dir=sdir,
                            bindings=self.loaded.bindings.get(s, {}), models=self.models, inputs=inputs, meter=meter,
-                           on_advance=bar.advance)
+                           on_advance=bar.advance, journal=sdir / shard_name("calls", self.shard))
         log.info("stage %s (%s): running → %s", s, comp.type, sdir)
         try:
             if isinstance(comp, MapComponent):
                 records, failures, counts = self._run_map(comp, s, ctx, inputs, bar)
             else:
                 records, failures, counts = self._run_whole(comp, s, ctx, inputs)
+        except ShardDone:
+            raise
         except BudgetExceeded as e:
             self._fail(sdir, manifest, meter, start, f"budget reached: {e}")
             raise
@@ -266,14 +295,18 @@ class Runner:
         keys = unique_keys(records)
         by_key = dict(zip(keys, records))
         size = spec.batch_size or comp.batch_size
-        wal = AppendLog(ctx.artifact_dir / "wal.jsonl")
+        wal = AppendLog(ctx.artifact_dir / shard_name("wal", self.shard))
         done: dict[str, dict] = {}
-        for entry in wal:
-            done.update(entry.get("items", {}))
+        for path in sorted(ctx.artifact_dir.glob("wal*.jsonl")):  # every shard's log counts
+            entries = wal if path == wal.path else read_complete_lines(path)
+            for entry in entries:
+                done.update(entry.get("items", {}))
         if self.retry_failed:
             done = {k: v for k, v in done.items() if "failed" not in v}
         batches = []
-        for i in range(0, len(keys), size):
+        for b, i in enumerate(range(0, len(keys), size)):
+            if self.shard and b % self.shard[1] != self.shard[0]:
+                continue
             todo = [k for k in keys[i:i + size] if k not in done]
             if todo:
                 batches.append(todo)
@@ -295,6 +328,8 @@ class Runner:
             for b in batches:
                 work(b)
 
+        if self.shard:
+            raise ShardDone(s, sum(1 for k in keys if k in done), len(keys))
         out, failures = [], []
         for k in keys:
             item = done[k]

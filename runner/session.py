@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runner.execute import Runner
+from runner.execute import Runner, ShardDone
 from runner.load import LoadedRecipe
 from runner.lock import build_lock, dump_lock
 from runner.report import build_report
@@ -35,8 +35,9 @@ def with_dependencies(loaded: LoadedRecipe, stages: list[str]) -> list[str]:
 
 def run_recipe(loaded: LoadedRecipe, runs_dir: Path, *, console: Any = None, progress: bool = True,
                retry_failed: bool = False, publish: bool = True, stages: list[str] | None = None,
-               setup_logging: Callable[[Path], None] | None = None) -> str:
-    runner = Runner(loaded, runs_dir, console=console, show_progress=progress, retry_failed=retry_failed)
+               setup_logging: Callable[[Path], None] | None = None, shard: tuple[int, int] | None = None) -> str:
+    runner = Runner(loaded, runs_dir, console=console, show_progress=progress, retry_failed=retry_failed,
+                    shard=shard)
     root = runner.store.root
     if setup_logging:
         setup_logging(root)
@@ -47,6 +48,8 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, *, console: Any = None, pro
     error = None
     try:
         runner.run(order)
+    except ShardDone as e:
+        return f"[bold green]shard {shard[0]}/{shard[1]} done[/]: {e}"
     except BaseException as e:
         error = str(e) or type(e).__name__
         raise

@@ -50,6 +50,19 @@ def read_json(path: Path, default: Any = None) -> Any:
         return default
 
 
+def read_complete_lines(path: Path) -> list[dict]:
+    """The complete JSON lines of a log another process may still be appending to (no repair)."""
+    out = []
+    if not path.exists():
+        return out
+    for line in path.read_bytes().split(b"\n"):
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # blank, or a line still being written
+    return out
+
+
 class AppendLog:
     """An append-only JSON-lines file that survives ``kill -9``.
 

@@ -145,3 +145,29 @@ def test_secrets_never_reach_run_files(tmp_path, llm, monkeypatch):
             data = f.read_text(errors="ignore")
             assert secret not in data, f
             assert "hf_planted_987654321" not in data, f
+
+
+def test_shards_split_a_map_stage_and_an_unsharded_run_merges_them(tmp_path, llm):
+    text = RECIPE.replace('    params: {fail_on: "number 2"}\n', "")
+    p = write(tmp_path / "r.yaml", text)
+    run_recipe(load_recipe(p), tmp_path / "runs", progress=False, stages=["nums"])
+    for i in range(2):
+        msg = run_recipe(load_recipe(p), tmp_path / "runs", progress=False, stages=["ask"], shard=(i, 2))
+        assert f"shard {i}/2 done" in msg
+    ask = stage_dir(tmp_path / "runs" / "demo", "ask")
+    # batch_size 2 over 5 records: batches [r0 r1] [r2 r3] [r4]; shard 0 takes batches 0 and 2
+    shard0 = [json.loads(x) for x in (ask / "wal.shard0of2.jsonl").read_text().splitlines()]
+    assert [sorted(e["items"]) for e in shard0] == [["r0", "r1"], ["r4"]]
+    assert not (ask / "records.jsonl").exists()
+    assert llm.generated == 5
+    run(tmp_path, text)  # unsharded: merges both shards' logs, runs nothing again, finishes downstream too
+    assert llm.generated == 5
+    assert [r["id"] for r in read_jsonl(ask / "records.jsonl")] == ["r0", "r1", "r2", "r3", "r4"]
+
+
+def test_shard_refuses_unfinished_upstream(tmp_path, llm):
+    from runner.errors import StageFailure
+
+    p = write(tmp_path / "r.yaml", RECIPE)
+    with pytest.raises(StageFailure, match="run the upstream stages first"):
+        run_recipe(load_recipe(p), tmp_path / "runs", progress=False, stages=["ask"], shard=(0, 2))
