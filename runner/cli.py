@@ -344,7 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # overrides may come after options too (`recipe run r.yaml --no-progress a.b=1`)
+    args, extra = parser.parse_known_args(argv)
+    stray = [x for x in extra if x.startswith("-") or "=" not in x]
+    if stray or (extra and not hasattr(args, "overrides") and not hasattr(args, "recipes")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        if hasattr(args, "overrides"):
+            args.overrides = list(args.overrides) + extra
+        else:
+            args.recipes = list(args.recipes) + extra
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -90,3 +90,12 @@ def test_every_profile_of_every_shipped_recipe_validates_and_plans_offline(tmp_p
             r = recipe("plan", "--profile", profile, str(path), "--runs-dir", str(tmp_path))
             assert r.returncode == 0, (path.name, profile, r.stderr)
             assert "stage(s) to run" in r.stdout
+
+
+def test_overrides_may_follow_options(tmp_path):
+    path = str(REPO / "recipes" / "quickstart.yaml")
+    r = recipe("plan", path, "--runs-dir", str(tmp_path), "stages.docs.params.topics=[pass]")
+    assert r.returncode == 0, r.stderr
+    assert "docs" in r.stdout and "│ 1 " in r.stdout  # one topic → one record out of docs
+    r = recipe("plan", path, "--runs-dir", str(tmp_path), "--bogus")
+    assert r.returncode == 2 and "unrecognized arguments: --bogus" in r.stderr
