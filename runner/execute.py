@@ -16,8 +16,9 @@ from runner.callcache import Meter, set_scope
 from runner.context import StageContext
 from runner.errors import StageFailure
 from runner.fingerprint import digest, file_identity, stage_seed, text_hash
-from runner.load import LoadedRecipe, _is_path_field
+from runner.load import LoadedRecipe
 from runner.models import ModelManager
+from runner.paths import is_path_field
 from runner.progress import Progress
 from runner.store import (
     AppendLog,
@@ -155,7 +156,7 @@ class Runner:
             # path params are usually outputs, whose content must not change their own fingerprint
             files = {} if spec.inputs else {
                 k: file_identity(v) for k, v in params.items()
-                if isinstance(v, str) and k in fields and _is_path_field(k, fields[k].annotation)}
+                if isinstance(v, str) and k in fields and is_path_field(k, fields[k].annotation)}
             fps[s] = digest({
                 "type": comp.type, "version": comp.version, "params": params, "files": files,
                 "inputs": {p: fps[u] for p, u in sorted(spec.inputs.items())},

@@ -6,24 +6,22 @@ Everything is checked before any model loads and every problem is reported at on
 
 from __future__ import annotations
 
-import copy
-import os
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from components.base import Component, Fields
 from registry import components as registry
 from runner.errors import Problem, RecipeError, suggestion
+from runner.overrides import apply_override, deep_merge, parse_override
+from runner.paths import URI_SCHEMES, resolve_one, resolve_paths
 from runner.schema import ModelSpec, Recipe, StageSpec
+from runner.schema_errors import pydantic_problems
 from runner.yamlpos import Pos, SourceMap, YamlSyntaxError, load_yaml
 
-URI_SCHEMES = ("hf://", "file://", "random://", "openai://", "pypi://")
+__all__ = ["Binding", "LoadedRecipe", "load_recipe", "parse_override", "deep_merge"]
 
 
 @dataclass
@@ -55,144 +53,6 @@ class LoadedRecipe:
     @property
     def name(self) -> str:
         return self.recipe.recipe
-
-
-# ---------------------------------------------------------------------------------------------- merging
-
-def deep_merge(base: Any, over: Any) -> Any:
-    """``over`` wins; dicts merge key by key, everything else is replaced."""
-    if isinstance(base, dict) and isinstance(over, dict):
-        out = dict(base)
-        for k, v in over.items():
-            out[k] = deep_merge(base[k], v) if k in base else copy.deepcopy(v)
-        return out
-    return copy.deepcopy(over)
-
-
-_OVERRIDE = re.compile(r"^([A-Za-z0-9_\-.]+)=(.*)$", re.DOTALL)
-
-
-def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
-    """``a.b.c=value`` → (("a","b","c"), value) with the value read as YAML (so 3 → int, true → bool)."""
-    import yaml
-
-    m = _OVERRIDE.match(text)
-    if not m:
-        raise ValueError(f"override {text!r} is not of the form key.path=value")
-    path = tuple(m.group(1).split("."))
-    raw = m.group(2)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    if isinstance(value, str):  # YAML 1.1 reads 1e-5 as a string; a number is what anyone means
-        try:
-            value = float(value) if re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value) else value
-        except ValueError:
-            pass
-    return path, value
-
-
-def apply_override(data: dict, path: tuple[str, ...], value: Any) -> None:
-    node = data
-    for key in path[:-1]:
-        if not isinstance(node.get(key), dict):
-            node[key] = {}
-        node = node[key]
-    node[path[-1]] = value
-
-
-# ---------------------------------------------------------------------------------------------- schema walk
-
-def _unwrap(ann: Any) -> list[Any]:
-    origin = typing.get_origin(ann)
-    if origin in (typing.Union, types.UnionType):
-        return [a for arg in typing.get_args(ann) for a in _unwrap(arg)]
-    if origin is typing.Annotated:
-        return _unwrap(typing.get_args(ann)[0])
-    return [ann]
-
-
-def model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    """The pydantic model that validates the dict at ``loc`` below ``model``."""
-    cur: Any = model
-    i = 0
-    while i < len(loc):
-        if not (isinstance(cur, type) and issubclass(cur, BaseModel)):
-            return None
-        f = cur.model_fields.get(str(loc[i]))
-        if f is None:
-            return None
-        i += 1
-        nxt = None
-        for ann in _unwrap(f.annotation):
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                nxt = ann
-                break
-            origin = typing.get_origin(ann)
-            if origin in (dict, list) and i < len(loc):
-                inner = typing.get_args(ann)[-1]
-                for a in _unwrap(inner):
-                    if isinstance(a, type) and issubclass(a, BaseModel):
-                        nxt = a
-                i += 1
-                break
-        if nxt is None:
-            return None
-        cur = nxt
-    return cur if isinstance(cur, type) and issubclass(cur, BaseModel) else None
-
-
-def pydantic_problems(err: ValidationError, model: type[BaseModel], prefix: tuple) -> list[Problem]:
-    out = []
-    for e in err.errors():
-        loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x in ("str", "ModelSpec"))
-                    and not str(x).startswith("function-"))
-        if e["type"] == "extra_forbidden":
-            key = loc[-1]
-            owner = model_at(model, loc[:-1])
-            hint = suggestion(str(key), owner.model_fields) if owner else ""
-            out.append(Problem(prefix + loc, f"unknown key {key!r}{hint}", at_key=True))
-        elif e["type"] == "missing":
-            out.append(Problem(prefix + loc[:-1], f"missing required key {loc[-1]!r}"))
-        else:
-            got = e.get("input")
-            shown = f", got {got!r}" if isinstance(got, (str, int, float, bool)) else ""
-            msg = e["msg"]
-            msg = msg[0].lower() + msg[1:] if msg else msg
-            out.append(Problem(prefix + loc, f"{msg}{shown}"))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- paths
-
-_PATH_NAMES = re.compile(r"^(path|paths|file|files|dir|glob)$|_(path|paths|file|files|dir|glob)$")
-
-
-def _is_path_field(name: str, ann: Any) -> bool:
-    if _PATH_NAMES.search(name):
-        return True
-    for a in _unwrap(ann):
-        if a is Path or typing.get_args(a) and any(x is Path for x in typing.get_args(a)):
-            return True
-    return False
-
-
-def _resolve_one(value: Any, base: Path) -> Any:
-    if isinstance(value, str) and value and not any(value.startswith(s) for s in URI_SCHEMES):
-        p = Path(os.path.expanduser(value))
-        return str(p if p.is_absolute() else (base / p))
-    return value
-
-
-def resolve_paths(params: dict[str, Any], model: type[BaseModel], base: Path) -> dict[str, Any]:
-    """Relative path params → absolute, relative to the recipe file."""
-    out = dict(params)
-    for name, f in model.model_fields.items():
-        if name in out and _is_path_field(name, f.annotation):
-            v = out[name]
-            out[name] = [_resolve_one(x, base) for x in v] if isinstance(v, list) else _resolve_one(v, base)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -248,7 +108,7 @@ def read_recipe_data(path: Path, profile: str | None, overrides: list[str]) -> t
 def _zoo(recipe_dir: Path, zoo_files: list[str]):
     from registry.zoo import Zoo
 
-    return Zoo.load([Path(_resolve_one(z, recipe_dir)) for z in zoo_files])
+    return Zoo.load([Path(resolve_one(z, recipe_dir)) for z in zoo_files])
 
 
 def load_recipe(path: str | Path, profile: str | None = None, overrides: list[str] | None = None) -> LoadedRecipe:
