@@ -399,7 +399,9 @@ class LongBenchCiteJudge(MapComponent):
                    f"{_num(metrics['avg_precision'])}, F1 {_num(metrics['avg_f1'])}, correctness "
                    f"{_num(metrics['avg_correctness'])}.")
         lines += ["", average, ""]
-        for record in records[:self.params.report_examples]:
+        # show the answers that cite the most first: they are the ones whose citations can be read
+        shown = sorted(records, key=lambda r: -sum(len(st["citation"]) for st in r["statements"]))
+        for record in shown[:self.params.report_examples]:
             title = f"#### {record.get('dataset', '')} {record.get('idx', record.get('id', ''))}".rstrip()
             scores = (f"recall {_num(record['recall'])}, precision {_num(record['precision'])}, "
                       f"F1 {_num(record['f1'])}, correctness {_num(record['correctness'])}")
