@@ -45,7 +45,18 @@ from registry.sources import (
     parse_source,
 )
 
-BUILTIN_ZOO = Path(__file__).resolve().parent.parent / "zoo.yaml"
+def _builtin_zoo() -> Path:
+    """zoo.yaml at the repository root (a source checkout or editable install), else the copy a wheel
+    installs under ``<prefix>/share/recipe-zoo/``."""
+    import sys
+
+    here = Path(__file__).resolve().parent.parent / "zoo.yaml"
+    if here.is_file():
+        return here
+    return Path(sys.prefix) / "share" / "recipe-zoo" / "zoo.yaml"
+
+
+BUILTIN_ZOO = _builtin_zoo()
 USER_ZOO_NAME = "zoo.yaml"
 UNPINNED_NOTE = "unpinned: the lockfile records the commit resolved at pull"
 _log = logging.getLogger(__name__)
