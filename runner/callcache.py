@@ -8,6 +8,7 @@ in the same order and gets the journaled answers back.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections import Counter
 from pathlib import Path
@@ -67,6 +68,10 @@ class CachedLLM(LLM):
             entries = self.log if path == journal else read_complete_lines(path)
             self._done.update({e["key"]: e["result"] for e in entries if "key" in e})
         self._lock = threading.Lock()
+        # backends that take the completion callback per call keep concurrent batches apart; for any
+        # other LLM the shared on_result attribute is swapped under a lock (one batch at a time)
+        self._per_call = "on_result" in inspect.signature(inner.chat).parameters
+        self._serial = threading.Lock()
 
     def _keys(self, conversations: list[list[dict]], sampling: Sampling) -> list[str]:
         scope, seen = _current()
@@ -97,13 +102,18 @@ class CachedLLM(LLM):
                         self._done[keys[i]] = result.model_dump(mode="json")
                     self.log.append({"key": keys[i], "result": result.model_dump(mode="json")})
 
-            prev = getattr(self.inner, "on_result", None)
-            self.inner.on_result = journal
             journaled = set()
-            try:
-                fresh = self.inner.chat([conversations[i] for i in todo], sampling)
-            finally:
-                self.inner.on_result = prev
+            batch = [conversations[i] for i in todo]
+            if self._per_call:
+                fresh = self.inner.chat(batch, sampling, on_result=journal)
+            else:
+                with self._serial:
+                    prev = getattr(self.inner, "on_result", None)
+                    self.inner.on_result = journal
+                    try:
+                        fresh = self.inner.chat(batch, sampling)
+                    finally:
+                        self.inner.on_result = prev
             for j, i in enumerate(todo):
                 r = fresh[j]
                 out[i] = r

@@ -15,7 +15,7 @@ from runner.backends.base import BudgetExceeded
 from runner.callcache import Meter, set_scope
 from runner.context import StageContext
 from runner.errors import StageFailure
-from runner.fingerprint import digest, file_identity, stage_seed, text_hash
+from runner.fingerprint import digest, files_identity, relative_to, stage_seed, text_hash
 from runner.load import LoadedRecipe
 from runner.models import ModelManager
 from runner.paths import is_path_field
@@ -33,7 +33,9 @@ from runner.store import (
 log = logging.getLogger("recipe.run")
 
 # backend options that change speed or spending, never outputs: left out of fingerprints
-RUNTIME_OPTIONS = {"batch_size", "concurrency", "rpm", "tpm", "timeout_s", "max_retries", "budget_usd", "device"}
+RUNTIME_OPTIONS = {"batch_size", "concurrency", "rpm", "tpm", "timeout_s", "max_retries", "budget_usd", "device",
+                   "num_threads", "backoff_s", "backoff_max_s", "max_retry_after_s", "api_key_env",
+                   "gpu_memory_utilization", "enable_prefix_caching"}
 
 
 def unique_keys(records: list[dict]) -> list[str]:
@@ -100,6 +102,7 @@ class Runner:
         # (i, n): process only batches b with b % n == i of the one map stage asked for, into logs of
         # this shard's own; a later unsharded run merges every shard's log and finishes the stage
         self.shard = shard
+        self._salt = ""
         self._zoo = None
         self._fps: dict[str, str] | None = None
         self._records: dict[str, list[dict]] = {}
@@ -126,20 +129,33 @@ class Runner:
         return self.store.stage_dir(stage, self.fingerprints()[stage]) / "model"
 
     def model_identity(self, stage: str, slot: str) -> Any:
+        """What a model contributes to a fingerprint: its source, what pins it, and the entry's settings
+        that change outputs (chat template, serving options, API model) — never speed-only options."""
         b = self.loaded.bindings[stage][slot]
         opts = {k: v for k, v in b.options.items() if k not in RUNTIME_OPTIONS}
         if b.kind == "stage":
             return ["stage", self.fingerprints()[b.ref]]
-        source, pin = b.ref, None
+        source, settings = b.ref, None
         try:
             entry = self.zoo.get(b.ref)
             source = entry.source
-            if source.startswith("file://"):
-                pin = self.zoo.pin(b.ref)
+            api = entry.api.model_dump(mode="json") if entry.api else {}
+            settings = {
+                "chat_template": text_hash(entry.chat_template) if entry.chat_template else None,
+                "serving": {k: v for k, v in (entry.serving or {}).items() if k not in RUNTIME_OPTIONS},
+                "api": {k: api.get(k) for k in ("model_id", "base_url")},
+            }
         except KeyError:
-            if b.ref.startswith("file://"):
-                pin = file_identity(b.ref[len("file://"):])
-        return ["zoo", source, pin, b.backend, opts]
+            pass
+        pin = None
+        if source.startswith("file://"):
+            # a local folder (e.g. a model published by an earlier recipe) is pinned by its content now,
+            # so retraining into the same folder reruns what used it
+            try:
+                pin = self.zoo.resolve(b.ref, pull=True).pin
+            except Exception:  # a missing folder fails when the stage opens it, with a clear error
+                pin = None
+        return ["zoo", source, pin, settings, b.backend, opts]
 
     def fingerprints(self) -> dict[str, str]:
         """Every stage's fingerprint, computed without loading any model."""
@@ -152,19 +168,27 @@ class Runner:
             spec = self.recipe.stages[s]
             params = comp.params.model_dump(mode="json")
             fields = comp.Params.model_fields
+            path_keys = [k for k in params if k in fields and is_path_field(k, fields[k].annotation)]
             # a source stage (nothing connected upstream) depends on the files it reads; other stages'
             # path params are usually outputs, whose content must not change their own fingerprint
-            files = {} if spec.inputs else {
-                k: file_identity(v) for k, v in params.items()
-                if isinstance(v, str) and k in fields and is_path_field(k, fields[k].annotation)}
+            files = {} if spec.inputs else {k: files_identity(params[k]) for k in path_keys}
+            # paths relative to the recipe: moving the checkout keeps every fingerprint
+            for k in path_keys:
+                params[k] = relative_to(params[k], self.loaded.base_dir)
             fps[s] = digest({
                 "type": comp.type, "version": comp.version, "params": params, "files": files,
-                "inputs": {p: fps[u] for p, u in sorted(spec.inputs.items())},
+                "inputs": {p: [fps[u], self.revision(u)] for p, u in sorted(spec.inputs.items())},
                 "models": {slot: self.model_identity(s, slot) for slot in self.loaded.bindings.get(s, {})},
                 "prompts": {k: text_hash(v) for k, v in comp.prompt_texts().items()},
                 "seed": self.stage_seed(s),
             })
         return fps
+
+    def revision(self, stage: str) -> int:
+        """How many times a finished stage was re-run in place (``--retry-failed``): part of the
+        fingerprints downstream, so what read the old records runs again in a fresh folder."""
+        m = self.store.manifest(stage, self.fingerprints()[stage]) or {}
+        return int(m.get("revision", 0))
 
     def stage_seed(self, stage: str) -> int:
         return stage_seed(self.recipe.seed, stage)
@@ -185,34 +209,33 @@ class Runner:
         order = self.loaded.order if stages is None else [s for s in self.loaded.order if s in set(stages)]
         fps = self.fingerprints()
         self.store.set_latest({s: str(self.stage_dir(s).relative_to(self.store.root)) for s in self.loaded.order})
-        forced: set[str] = set()
         with Progress(self.console, enabled=self.show_progress) as progress:
             for s in order:
-                if self.retry_failed and self.is_cached(s):
-                    m = self.store.manifest(s, fps[s]) or {}
-                    if m.get("counts", {}).get("failed"):
-                        forced.add(s)
-                if any(u in forced for u in self.loaded.deps[s]):
-                    forced.add(s)  # its input changed although its fingerprint did not
+                fps = self.fingerprints()
                 if self.shard and s != order[-1] and not self.is_cached(s):
                     raise StageFailure(s, "--shard runs one map stage whose inputs are finished: run the "
                                        "upstream stages first (without --shard)")
-                if self.is_cached(s) and s not in forced:
-                    m = self.store.manifest(s, fps[s]) or {}
+                m = self.store.manifest(s, fps[s]) or {}
+                retry = self.retry_failed and self.is_cached(s) and bool(m.get("counts", {}).get("failed"))
+                if self.is_cached(s) and not retry:
                     self.results[s] = StageResult(s, fps[s], "cached", self.stage_dir(s), m.get("counts", {}),
                                                   m.get("seconds", 0.0), m.get("usage", {}),
                                                   read_json(self.stage_dir(s) / "metrics.json"))
                     log.info("stage %s: cached (%s)", s, fps[s][:12])
                     continue
-                self.results[s] = self._run_stage(s, progress)
-                if s in forced:
-                    self._records[s] = self.store.records(s, fps[s])
+                revision = int(m.get("revision", 0)) + (1 if retry else 0)
+                self.results[s] = self._run_stage(s, progress, revision)
+                if retry:  # its records changed in place: downstream fingerprints change with its revision
+                    self._fps = None
+                    self._records.pop(s, None)
+                    self.store.set_latest({x: str(self.stage_dir(x).relative_to(self.store.root))
+                                           for x in self.loaded.order})
         return self.results
 
     def _inputs(self, stage: str) -> dict[str, list[dict]]:
         return {port: self.records(up) for port, up in self.recipe.stages[stage].inputs.items()}
 
-    def _run_stage(self, s: str, progress: Progress) -> StageResult:
+    def _run_stage(self, s: str, progress: Progress, revision: int = 0) -> StageResult:
         comp = self.loaded.components[s]
         spec = self.recipe.stages[s]
         fp = self.fingerprints()[s]
@@ -222,6 +245,7 @@ class Runner:
         inputs = self._inputs(s)
         meter = Meter()
         manifest = {"stage": s, "type": comp.type, "version": comp.version, "fingerprint": fp, "status": "running",
+                    "revision": revision,
                     "inputs": {p: self.fingerprints()[u] for p, u in spec.inputs.items()},
                     "params": comp.params.model_dump(mode="json"), "produces_model": comp.produces_model}
         atomic_write_json(sdir / "manifest.json", manifest)
@@ -230,6 +254,7 @@ class Runner:
             total = len(inputs[self._map_port(comp, s)])
         bar = progress.stage(s, total, meter)
         seed_everything(self.stage_seed(s))
+        self._salt = f":rev{revision}" if revision else ""  # a retry pass asks afresh, not from the journal
         ctx = StageContext(stage=s, params=comp.params, seed=self.stage_seed(s), stage_dir=sdir,
                            bindings=self.loaded.bindings.get(s, {}), models=self.models, inputs=inputs, meter=meter,
                            on_advance=bar.advance, journal=sdir / shard_name("calls", self.shard))
@@ -257,12 +282,17 @@ class Runner:
         write_jsonl(sdir / "records.jsonl", records)
         write_jsonl(sdir / "failures.jsonl", failures)
         self._records[s] = records
-        metrics = comp.summarize(records, ctx)
-        if metrics is not None:
-            atomic_write_json(sdir / "metrics.json", metrics)
-        section = comp.report(records, metrics, ctx)
-        if section:
-            atomic_write_text(sdir / "report_section.md", section)
+        try:
+            metrics = comp.summarize(records, ctx)
+            if metrics is not None:
+                atomic_write_json(sdir / "metrics.json", metrics)
+            section = comp.report(records, metrics, ctx)
+            if section:
+                atomic_write_text(sdir / "report_section.md", section)
+        except Exception as e:
+            log.error("stage %s: summary failed:\n%s", s, traceback.format_exc(limit=8))
+            self._fail(sdir, manifest, meter, start, f"summary failed: {type(e).__name__}: {e}")
+            raise StageFailure(s, f"summarising its records failed: {type(e).__name__}: {e}") from e
         seconds = time.monotonic() - start
         usage = self._usage(meter)
         manifest.update(status="done", counts=counts, seconds=round(seconds, 3), usage=usage,
@@ -298,7 +328,8 @@ class Runner:
         size = spec.batch_size or comp.batch_size
         wal = AppendLog(ctx.artifact_dir / shard_name("wal", self.shard))
         done: dict[str, dict] = {}
-        for path in sorted(ctx.artifact_dir.glob("wal*.jsonl")):  # every shard's log counts
+        # every shard's log counts; this process's own log is read last so its newer entries win
+        for path in sorted(ctx.artifact_dir.glob("wal*.jsonl"), key=lambda p: p == wal.path):
             entries = wal if path == wal.path else read_complete_lines(path)
             for entry in entries:
                 done.update(entry.get("items", {}))
@@ -322,9 +353,14 @@ class Runner:
             bar.advance(len(bkeys))
 
         if spec.concurrency > 1 and len(batches) > 1:
-            with ThreadPoolExecutor(spec.concurrency) as pool:
+            pool = ThreadPoolExecutor(spec.concurrency)
+            try:
                 for f in [pool.submit(work, b) for b in batches]:
                     f.result()
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # no further batch is started (or paid)
+                raise
+            pool.shutdown()
         else:
             for b in batches:
                 work(b)
@@ -346,7 +382,7 @@ class Runner:
 
     def _process_batch(self, comp: MapComponent, s: str, ctx: StageContext, keys: list[str], batch: list[dict],
                        retries: int) -> dict[str, dict]:
-        set_scope(digest(keys))
+        set_scope(digest(keys) + self._salt)
         batch_failed = False
         try:
             outs: list[Any] = list(comp.process(batch, ctx))
@@ -366,7 +402,7 @@ class Runner:
             attempt = 0
             while self._retryable(o) and attempt < budget:
                 attempt += 1
-                set_scope(f"{k}:retry{attempt}")
+                set_scope(f"{k}:retry{attempt}{self._salt}")
                 try:
                     o = comp.process([rec], ctx)[0]
                 except (BudgetExceeded, StageFailure):

@@ -35,5 +35,30 @@ def file_identity(path: str) -> Any:
     return None
 
 
+def files_identity(value: Any) -> Any:
+    """``file_identity`` of a path param: one path, a glob (its sorted matches), or a list of either."""
+    import glob
+
+    if isinstance(value, list):
+        return [files_identity(v) for v in value]
+    if not isinstance(value, str):
+        return None
+    if any(ch in value for ch in "*?["):
+        return [[m, file_identity(m)] for m in sorted(glob.glob(value, recursive=True))]
+    return file_identity(value)
+
+
+def relative_to(value: Any, base: Path) -> Any:
+    """Absolute paths under ``base`` (or lists of them) written relative to it; anything else as is."""
+    import os
+
+    if isinstance(value, list):
+        return [relative_to(v, base) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        rel = os.path.relpath(value, base)
+        return value if rel.startswith("..") and not Path(value).is_relative_to(base.parent) else rel
+    return value
+
+
 def stage_seed(recipe_seed: int, stage: str) -> int:
     return int(digest([recipe_seed, stage])[:8], 16) & 0x7FFFFFFF

@@ -73,7 +73,9 @@ class LLM(ABC):
     on_result: Callable[[int, ChatResult], None] | None = None
 
     @abstractmethod
-    def chat(self, conversations: list[list[dict]], sampling: Sampling) -> list[ChatResult]: ...
+    def chat(self, conversations: list[list[dict]], sampling: Sampling) -> list[ChatResult]:
+        """Backends may also take ``on_result=callback`` (called as each item completes); the runner
+        passes it per call when the signature has it, which keeps concurrent callers apart."""
 
     def score(
         self, texts: list[str], *, attentions: bool = False, prompt_lengths: list[int] | None = None

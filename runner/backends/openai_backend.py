@@ -178,16 +178,20 @@ class OpenAILLM(LLM):
 
     # ---- chat ----------------------------------------------------------------------------------------
 
-    def chat(self, conversations: list[list[dict]], sampling: Sampling) -> list[ChatResult]:
+    def chat(self, conversations: list[list[dict]], sampling: Sampling,
+             on_result: Callable[[int, ChatResult], None] | None = None) -> list[ChatResult]:
         if not conversations:
             return []
-        return self._run(self._chat_all(conversations, sampling))
+        # the callback is taken now, in the caller's thread: concurrent callers each keep their own
+        report = on_result if on_result is not None else self.on_result
+        return self._run(self._chat_all(conversations, sampling, report))
 
     def _budget_reached(self) -> bool:
         budget = self.settings.budget_usd
         return budget is not None and self.total.cost_usd >= budget
 
-    async def _chat_all(self, conversations: list[list[dict]], sampling: Sampling) -> list[ChatResult]:
+    async def _chat_all(self, conversations: list[list[dict]], sampling: Sampling,
+                        report: Callable[[int, ChatResult], None] | None = None) -> list[ChatResult]:
         client = self._get_client()
         results: list[ChatResult | None] = [None] * len(conversations)
         gate = asyncio.Semaphore(self.settings.concurrency)
@@ -201,8 +205,8 @@ class OpenAILLM(LLM):
                 if result.error is not None:
                     self.stats["failed"] += 1
                 results[i] = result
-                if self.on_result is not None:
-                    self.on_result(i, result)
+                if report is not None:
+                    report(i, result)
 
         await asyncio.gather(*(one(i) for i in range(len(conversations))))
         unsent = sum(r is None for r in results)

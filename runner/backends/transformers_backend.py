@@ -112,7 +112,9 @@ class TransformersLLM(LLM):
         # Chat templates write their own BOS; the plain fallback for base models does not.
         return tok(text, add_special_tokens=template is None or template == PLAIN_CHAT_TEMPLATE)["input_ids"]
 
-    def chat(self, conversations: list[list[dict]], sampling: Sampling) -> list[ChatResult]:
+    def chat(self, conversations: list[list[dict]], sampling: Sampling,
+             on_result: Callable[[int, ChatResult], None] | None = None) -> list[ChatResult]:
+        report = on_result if on_result is not None else self.on_result
         results: list[ChatResult | None] = [None] * len(conversations)
         prompts = [self._prompt_ids(c) for c in conversations]
         limit = self.context_length
@@ -120,7 +122,8 @@ class TransformersLLM(LLM):
         for i, ids in enumerate(prompts):
             if limit is not None and len(ids) >= limit:
                 results[i] = ChatResult(error=f"prompt is {len(ids)} tokens; the model's context length is {limit}")
-                self._report(i, results[i])
+                if report is not None:
+                    report(i, results[i])
             else:
                 todo.append(i)
         # Longest first, so each batch holds similar lengths and little padding.
@@ -133,12 +136,9 @@ class TransformersLLM(LLM):
                 outs = [ChatResult(error=f"generation failed: {type(exc).__name__}: {exc}")] * len(chunk)
             for i, out in zip(chunk, outs):
                 results[i] = out
-                self._report(i, out)
+                if report is not None:
+                    report(i, out)
         return [r if r is not None else ChatResult(error="not generated") for r in results]
-
-    def _report(self, index: int, result: ChatResult) -> None:
-        if self.on_result is not None:
-            self.on_result(index, result)
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()

@@ -201,9 +201,11 @@ class VLLMLLM(LLM):
         text = render_chat(tok, conversation, template)
         return tok(text, add_special_tokens=template is None or template == PLAIN_CHAT_TEMPLATE)["input_ids"]
 
-    def chat(self, conversations: list[list[dict]], sampling: Sampling) -> list[ChatResult]:
+    def chat(self, conversations: list[list[dict]], sampling: Sampling,
+             on_result: Callable[[int, ChatResult], None] | None = None) -> list[ChatResult]:
         import vllm
 
+        report = on_result if on_result is not None else self.on_result
         engine = self._get_engine()
         tok = self.tokenizer()
         prompts = [{"prompt_token_ids": self._prompt_ids(c)} for c in conversations]
@@ -212,8 +214,8 @@ class VLLMLLM(LLM):
         for i, out in enumerate(outputs):
             result = chat_result(out, sampling, lambda tid: tok.decode([tid]))
             results.append(result)
-            if self.on_result is not None:
-                self.on_result(i, result)
+            if report is not None:
+                report(i, result)
         return results
 
     def score(self, texts: list[str], *, attentions: bool = False,

@@ -45,3 +45,26 @@ class CountingLLM(LLM):
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+class PerCallLLM(CountingLLM):
+    """Takes the completion callback per call, like the real backends, and completes items out of
+    order with small sleeps, so concurrent batches interleave."""
+
+    def chat(self, conversations, sampling: Sampling, on_result=None):
+        import random
+        import time
+
+        order = list(range(len(conversations)))
+        random.Random(len(conversations[0][-1]["content"])).shuffle(order)
+        out: list = [None] * len(conversations)
+        for i in order:
+            time.sleep(0.002)
+            text = "echo: " + conversations[i][-1]["content"]
+            out[i] = ChatResult(text=text, usage=Usage(completion_tokens=len(text.split())))
+            # without a per-call callback the shared attribute is read as each item completes
+            report = on_result if on_result is not None else self.on_result
+            if report:
+                report(i, out[i])
+            self.generated += 1
+        return out

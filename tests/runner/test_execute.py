@@ -130,9 +130,14 @@ def test_retry_failed_processes_the_ledger_again(tmp_path, llm):
     ask = stage_dir(root, "ask")
     n = llm.generated
     run(tmp_path, retry_failed=True)
-    assert llm.generated == n + 1  # only r2 again (its first try is journaled; the retries are too)
+    assert llm.generated == n + 3  # only r2 again, asked afresh: one try + 2 retries, none replayed
     assert len(read_jsonl(ask / "failures.jsonl")) == 1
+    assert json.loads((ask / "manifest.json").read_text())["revision"] == 1
     assert len((tmp_path / "count.log").read_text().splitlines()) == 2, "downstream reran on the new input"
+    # downstream moved to a new folder (its input changed in place), and a plain rerun is fully cached
+    n = llm.generated
+    run(tmp_path)
+    assert llm.generated == n and len((tmp_path / "count.log").read_text().splitlines()) == 2
 
 
 def test_secrets_never_reach_run_files(tmp_path, llm, monkeypatch):
@@ -171,3 +176,22 @@ def test_shard_refuses_unfinished_upstream(tmp_path, llm):
     p = write(tmp_path / "r.yaml", RECIPE)
     with pytest.raises(StageFailure, match="run the upstream stages first"):
         run_recipe(load_recipe(p), tmp_path / "runs", progress=False, stages=["ask"], shard=(0, 2))
+
+
+def test_concurrent_batches_journal_each_answer_under_its_own_request(tmp_path, monkeypatch):
+    from helpers import PerCallLLM
+
+    fake = PerCallLLM()
+    monkeypatch.setattr("runner.models.ModelManager.llm", lambda self, b: fake)
+    text = RECIPE.replace("params: {n: 5}", "params: {n: 24}").replace(
+        '    params: {fail_on: "number 2"}\n', "    concurrency: 4\n")
+    root = run(tmp_path, text)
+    ask = stage_dir(root, "ask")
+    assert fake.generated == 24
+    (ask / "wal.jsonl").unlink()  # lose the write-ahead log: every answer must come back from the journal
+    (ask / "manifest.json").unlink()
+    run(tmp_path, text)
+    assert fake.generated == 24
+    recs = read_jsonl(ask / "records.jsonl")
+    assert [r["id"] for r in recs] == [f"r{i}" for i in range(24)]
+    assert all(r["answer"] == f"echo: Say something about: number {r['id'][1:]}" for r in recs)
