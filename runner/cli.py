@@ -90,6 +90,12 @@ def cmd_run(args) -> int:
         if not m or not int(m.group(1)) < int(m.group(2)):
             print(f"--shard {args.shard!r}: expected I/N with 0 <= I < N, e.g. 0/4", file=sys.stderr)
             return EXIT_RECIPE
+        if args.stage and len(args.stage) == 1 and args.stage[0] not in loaded.components:
+            from runner.errors import suggestion
+
+            print(f"--stage {args.stage[0]!r}: no such stage" + suggestion(args.stage[0], loaded.order),
+                  file=sys.stderr)
+            return EXIT_RECIPE
         if not args.stage or len(args.stage) != 1 or loaded.components[args.stage[0]].shape != "map":
             print("--shard needs exactly one --stage, a map stage (its records are split by batch)",
                   file=sys.stderr)
@@ -108,11 +114,17 @@ def cmd_run(args) -> int:
                       f"budget_usd and run again to continue.[/]")
         return EXIT_BUDGET
     except PublishError as e:
-        console.print(f"[bold red]publish failed:[/] {e}")
+        from rich.markup import escape
+
+        console.print(f"[bold red]publish failed:[/] {escape(str(e))}")
         console.print("The run itself finished; publish it again with `recipe publish`.")
         return EXIT_STAGE
     except StageFailure as e:
-        console.print(f"[bold red]failed:[/] {e}", markup=True)
+        from rich.markup import escape
+
+        from runner.secrets import redact
+
+        console.print(f"[bold red]failed:[/] {escape(redact(str(e)))}")
         console.print("Fix the cause and run the same command again: finished records and calls are reused.")
         return EXIT_STAGE
     console.print(summary)

@@ -18,7 +18,7 @@ from runner.errors import StageFailure
 from runner.fingerprint import digest, files_identity, relative_to, stage_seed, text_hash
 from runner.load import LoadedRecipe
 from runner.models import ModelManager
-from runner.paths import is_path_field
+from runner.paths import is_path_field, resolve_one
 from runner.progress import Progress
 from runner.store import (
     AppendLog,
@@ -116,8 +116,7 @@ class Runner:
         if self._zoo is None:
             from registry.zoo import Zoo
 
-            self._zoo = Zoo.load([Path(z) if Path(z).is_absolute() else self.loaded.base_dir / z
-                                  for z in self.recipe.zoo])
+            self._zoo = Zoo.load([Path(resolve_one(z, self.loaded.base_dir)) for z in self.recipe.zoo])
         return self._zoo
 
     def _say(self, msg: str) -> None:

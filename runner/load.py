@@ -6,6 +6,7 @@ Everything is checked before any model loads and every problem is reported at on
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 from components.base import Component, Fields
 from registry import components as registry
 from runner.errors import Problem, RecipeError, suggestion
-from runner.overrides import apply_override, deep_merge, parse_override
+from runner.overrides import apply_override, as_strings, deep_merge, parse_override, wants_strings
 from runner.paths import URI_SCHEMES, resolve_one, resolve_paths
 from runner.schema import ModelSpec, Recipe, StageSpec
 from runner.schema_errors import pydantic_problems
@@ -57,8 +58,12 @@ class LoadedRecipe:
 
 # ---------------------------------------------------------------------------------------------- loading
 
-def read_recipe_data(path: Path, profile: str | None, overrides: list[str]) -> tuple[dict, SourceMap, list[Problem]]:
+def read_recipe_data(path: Path, profile: str | None, overrides: list[str],
+                     raw_overrides: dict[tuple, str] | None = None) -> tuple[dict, SourceMap, list[Problem]]:
+    """The recipe's data with the profile and overrides applied; ``raw_overrides`` collects each override's
+    text by key path (so a field that wants a string can take it as typed)."""
     problems: list[Problem] = []
+    raw_overrides = {} if raw_overrides is None else raw_overrides
     try:
         data, smap = load_yaml(path)
     except YamlSyntaxError as e:
@@ -96,6 +101,7 @@ def read_recipe_data(path: Path, profile: str | None, overrides: list[str]) -> t
             problems.append(Problem((), str(e), pos=Pos(f"override #{i + 1}", 0, 0)))
             continue
         apply_override(data, key, value)
+        raw_overrides[key] = text.split("=", 1)[1]
         here = Pos(f"override {text!r}", 0, 0)
         for table in (smap.values, smap.keys):
             for p in [p for p in table if p[: len(key)] == key]:
@@ -114,7 +120,8 @@ def _zoo(recipe_dir: Path, zoo_files: list[str]):
 def load_recipe(path: str | Path, profile: str | None = None, overrides: list[str] | None = None) -> LoadedRecipe:
     """Read and check a recipe or a lockfile. Raises RecipeError listing every problem."""
     path = Path(path)
-    data, smap, problems = read_recipe_data(path, profile, list(overrides or []))
+    raw_overrides: dict[tuple, str] = {}
+    data, smap, problems = read_recipe_data(path, profile, list(overrides or []), raw_overrides)
     base_dir = path.resolve().parent
     lock = data.get("lock") if isinstance(data.get("lock"), dict) else None
     if lock and lock.get("recipe_dir"):
@@ -183,7 +190,13 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: list[st
             problems.append(Problem(("stages", name, "type"), msg))
             continue
         classes[name] = cls
-        params = resolve_paths(spec.params, cls.Params, base_dir)
+        params = dict(spec.params)
+        for key, raw in raw_overrides.items():  # `system=Yes` stays the string "Yes" for a str field
+            if len(key) == 4 and key[:2] == ("stages", name) and key[2] == "params" and key[3] in params:
+                f = cls.Params.model_fields.get(key[3])
+                if f is not None and wants_strings(f.annotation) and not isinstance(params[key[3]], str):
+                    params[key[3]] = as_strings(raw)
+        params = resolve_paths(params, cls.Params, base_dir)
         try:
             comps[name] = cls(cls.Params.model_validate(params))
         except ValidationError as e:
@@ -344,6 +357,14 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: list[st
                 problems += pydantic_problems(e, LaunchConfig, ("stages", name, "launch"))
 
     pub = data.get("publish")
+    to = pub.get("to") if isinstance(pub, dict) else None
+    if isinstance(to, str) and to:
+        if to.startswith("hf://"):
+            if not re.fullmatch(r"hf://[\w.\-]+/[\w.\-]+", to):
+                problems.append(Problem(("publish", "to"), f"{to!r}: a Hub target is hf://org/name"))
+        elif not to.startswith("file://"):
+            problems.append(Problem(("publish", "to"), f"unknown publish target {to!r} (use hf://org/name "
+                                    "or file://folder)"))
     if isinstance(pub, dict) and isinstance(pub.get("artifacts"), list):
         for i, a in enumerate(pub["artifacts"]):
             if a not in stages_raw:

@@ -10,12 +10,12 @@ import os
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from runner.fingerprint import text_hash
+from runner.fingerprint import relative_to, text_hash
+from runner.paths import is_path_field, resolve_one
 from runner.secrets import redact
 
 PACKAGES = ("recipe-zoo", "torch", "transformers", "peft", "accelerate", "huggingface_hub", "openai", "datasets",
@@ -40,7 +40,12 @@ def build_lock(runner: Any) -> dict[str, Any]:
     for s in loaded.order:
         spec = recipe.stages[s].model_dump(mode="json", exclude_defaults=False)
         comp = loaded.components[s]
-        spec["params"] = comp.params.model_dump(mode="json")
+        params = comp.params.model_dump(mode="json")
+        fields = comp.Params.model_fields
+        for k in params:  # paths relative to the recipe folder, so the lock works in another checkout
+            if k in fields and is_path_field(k, fields[k].annotation):
+                params[k] = relative_to(params[k], loaded.base_dir)
+        spec["params"] = params
         stages[s] = spec
     models: dict[str, Any] = {}
     for role in recipe.models:
@@ -61,7 +66,7 @@ def build_lock(runner: Any) -> dict[str, Any]:
         "recipe": recipe.recipe,
         "description": recipe.description,
         "seed": recipe.seed,
-        "zoo": [str(Path(z) if Path(z).is_absolute() else (loaded.base_dir / z)) for z in recipe.zoo],
+        "zoo": [relative_to(resolve_one(z, loaded.base_dir), loaded.base_dir) for z in recipe.zoo],
         "models": models,
         "stages": stages,
         "publish": recipe.publish.model_dump(mode="json") if recipe.publish else None,

@@ -10,6 +10,7 @@ from typing import Any
 from registry.resolved import TRAINED_MODEL_FILE, ResolvedModel
 from runner.errors import StageFailure
 from runner.load import Binding
+from runner.secrets import register_secret_env
 
 
 class ModelManager:
@@ -37,6 +38,8 @@ class ModelManager:
                                    path=path)
             else:
                 rm = self.zoo.resolve(b.ref, pull=True, progress=self.progress)
+                if rm.api.get("api_key_env"):
+                    register_secret_env(rm.api["api_key_env"])
                 want = self.locked.get(b.ref, {}).get("pin")
                 if want and rm.pin and want != rm.pin:
                     raise StageFailure("models", f"model {b.ref!r} resolves to {rm.pin}, but the lockfile pins "

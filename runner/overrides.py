@@ -43,8 +43,41 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
 
 def apply_override(data: dict, path: tuple[str, ...], value: Any) -> None:
     node = data
-    for key in path[:-1]:
-        if not isinstance(node.get(key), dict):
+    for depth, key in enumerate(path[:-1]):
+        if isinstance(node.get(key), str) and path[:1] == ("models",) and depth == 1:
+            node[key] = {"name": node[key]}  # `models.judge.options.x=…` on a role given as a plain name
+        elif not isinstance(node.get(key), dict):
             node[key] = {}
         node = node[key]
     node[path[-1]] = value
+
+
+def as_strings(raw: str) -> Any:
+    """The override's raw text read as YAML with every scalar a string (``[for, no]`` → ["for", "no"]),
+    for fields that want strings, where YAML's own typing would turn ``no`` into False."""
+    import yaml
+
+    try:
+        return yaml.load(raw, Loader=yaml.BaseLoader) if raw.strip() else ""
+    except yaml.YAMLError:
+        return raw
+
+
+def wants_strings(annotation: Any) -> bool:
+    """Whether a field takes text (str, a Literal of strings, or a list of those) and nothing typed."""
+    import types
+    import typing
+
+    args = [a for a in (typing.get_args(annotation)
+                        if typing.get_origin(annotation) in (typing.Union, types.UnionType) else [annotation])
+            if a is not type(None)]
+    if not args:
+        return False
+    for a in args:
+        origin = typing.get_origin(a)
+        if a is str or (origin is typing.Literal and all(isinstance(x, str) for x in typing.get_args(a))):
+            continue
+        if origin is list and wants_strings(typing.get_args(a)[0] if typing.get_args(a) else Any):
+            continue
+        return False
+    return True

@@ -6,11 +6,18 @@ import logging
 import os
 import re
 
-_SECRET_NAME = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)$|^HF_TOKEN$", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"API_KEY|_KEY$|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+_EXTRA_NAMES: set[str] = set()
+
+
+def register_secret_env(name: str) -> None:
+    """Treat the env var ``name`` as a secret too (e.g. a zoo entry's ``api_key_env``)."""
+    _EXTRA_NAMES.add(name)
 
 
 def secret_values() -> list[str]:
-    vals = [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and v and len(v) >= 6]
+    vals = [v for k, v in os.environ.items()
+            if (_SECRET_NAME.search(k) or k in _EXTRA_NAMES) and v and len(v) >= 6]
     return sorted(set(vals), key=len, reverse=True)
 
 

@@ -165,3 +165,27 @@ def test_unknown_profile_suggests(tmp_path):
     with pytest.raises(RecipeError) as e:
         load_recipe(p, profile="bigg")
     assert "no profile 'bigg' — did you mean 'big'?" in e.value.lines()[0]
+
+
+def test_overrides_follow_the_field_type_not_yaml(tmp_path):
+    p = write(tmp_path / "r.yaml", GOOD.replace("params: {n: 3, path: data/x.jsonl}",
+                                                "params: {n: 3, path: data/x.jsonl}"))
+    # a str field keeps the text as typed, where YAML alone would give a bool
+    loaded = load_recipe(p, overrides=["stages.ask.params.fail_on=no", "stages.nums.params.n=4"])
+    assert loaded.components["ask"].params.fail_on == "no"
+    assert loaded.components["nums"].params.n == 4
+    # options of a role given as a plain zoo name
+    loaded = load_recipe(p, overrides=["models.gen.options.batch_size=2"])
+    assert loaded.bindings["ask"]["llm"].ref == "tiny-random-llama"
+    assert loaded.bindings["ask"]["llm"].options == {"batch_size": 2}
+
+
+def test_publish_target_is_checked(tmp_path):
+    p = write(tmp_path / "r.yaml", GOOD + "publish: {to: s3://bucket/x}\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(p)
+    assert "publish.to: unknown publish target 's3://bucket/x'" in e.value.lines()[0]
+    p = write(tmp_path / "r.yaml", GOOD + "publish: {to: hf://just-org}\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(p)
+    assert "a Hub target is hf://org/name" in e.value.lines()[0]
