@@ -170,3 +170,11 @@ def render_chat(tokenizer: Any, conversation: list[dict], chat_template: str | N
     return tokenizer.apply_chat_template(
         conversation, chat_template=template, tokenize=False, add_generation_prompt=True
     )
+
+
+def chat_prompt_ids(tokenizer: Any, conversation: list[dict], chat_template: str | None = None) -> list[int]:
+    """Token ids of a conversation rendered for generation with the entry's template (or the
+    tokenizer's own). Chat templates write their own BOS; the plain fallback for base models does not."""
+    template = chat_template or getattr(tokenizer, "chat_template", None)
+    text = render_chat(tokenizer, conversation, template)
+    return tokenizer(text, add_special_tokens=template is None or template == PLAIN_CHAT_TEMPLATE)["input_ids"]

@@ -21,11 +21,10 @@ from typing import Any
 from registry.resolved import ResolvedModel
 from runner.backends.base import LLM, ChatResult, Sampling, ScoreResult, TokenLogprob, Usage
 from runner.backends.hf_loading import (
-    PLAIN_CHAT_TEMPLATE,
+    chat_prompt_ids,
     load_causal_lm,
     load_config,
     load_tokenizer,
-    render_chat,
 )
 
 
@@ -106,11 +105,7 @@ class TransformersLLM(LLM):
     # ---- chat ----------------------------------------------------------------------------------------
 
     def _prompt_ids(self, conversation: list[dict]) -> list[int]:
-        tok = self.tokenizer()
-        template = self.model.chat_template or getattr(tok, "chat_template", None)
-        text = render_chat(tok, conversation, template)
-        # Chat templates write their own BOS; the plain fallback for base models does not.
-        return tok(text, add_special_tokens=template is None or template == PLAIN_CHAT_TEMPLATE)["input_ids"]
+        return chat_prompt_ids(self.tokenizer(), conversation, self.model.chat_template)
 
     def chat(self, conversations: list[list[dict]], sampling: Sampling,
              on_result: Callable[[int, ChatResult], None] | None = None) -> list[ChatResult]:
