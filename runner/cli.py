@@ -76,6 +76,10 @@ def _setup_logging(run_root: Path, verbose: bool) -> None:
 
 
 def cmd_run(args) -> int:
+    import warnings
+
+    # library deprecation notices say nothing a recipe author can act on; run.log keeps our own warnings
+    warnings.filterwarnings("ignore", category=FutureWarning)
     from runner.errors import RecipeError, StageFailure
     from runner.session import run_recipe
 
