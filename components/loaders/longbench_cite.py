@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
 
 from components.base import Context, Fields, Params, WholeComponent
+from components.loaders.sharegpt import read_json_records
 
 REQUIRED = ("query", "answer", "context")
 
@@ -24,16 +24,7 @@ def read_longbench_cite(path: Path) -> list[dict]:
         raise FileNotFoundError(
             f"LongBench-Cite data not found: {path}. The file is LongBench-Cite/LongBench-Cite.json from the "
             "THUDM/LongCite repository (1,000 items); download it and set params.path to it.")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".jsonl":
-            raw = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-    if not isinstance(raw, list):
-        raise TypeError(f"{path}: expected a list of records, got {type(raw).__name__}")
+    raw = read_json_records(path)
     return [_normalise(rec, pos, path) for pos, rec in enumerate(raw)]
 
 

@@ -106,7 +106,10 @@ def read_json_records(path: Path) -> list[Any]:
         raise FileNotFoundError(f"no such file: {path}")
     text = path.read_text(encoding="utf-8")
     if text.lstrip().startswith("["):
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
         if not isinstance(data, list):
             raise ValueError(f"{path}: expected a JSON list of records")
         return data
