@@ -78,3 +78,19 @@ def render(template: str, record: dict[str, Any]) -> str:
         return _FORMATTER.vformat(template, (), record)
     except (KeyError, IndexError, AttributeError, TypeError, ValueError) as e:
         raise TemplateError(f"cannot fill template from the record: {type(e).__name__}: {e}") from None
+
+
+def conversations_for(batch: list[dict], make: Any) -> tuple[dict[int, list[dict[str, str]]], list[Any]]:
+    """``make(record)`` for each record of a batch: ``(conversations by position, out)`` where ``out`` has a
+    final ``Failed`` at the positions whose template could not be filled (a retry would fail the same
+    way) and None elsewhere, for the caller to fill."""
+    from components.base import Failed
+
+    out: list[Any] = [None] * len(batch)
+    convs: dict[int, list[dict[str, str]]] = {}
+    for i, record in enumerate(batch):
+        try:
+            convs[i] = make(record)
+        except TemplateError as e:
+            out[i] = Failed(error=str(e), retry=False)
+    return convs, out

@@ -19,7 +19,7 @@ from components.base import (
     Params,
     record_key,
 )
-from components.templates import TemplateError, check_template, render
+from components.templates import TemplateError, check_template, conversations_for, render
 from runner.backends.base import Sampling
 
 CHARS_PER_TOKEN = 4  # rough English average, only for `recipe plan` estimates
@@ -159,13 +159,7 @@ class ChatGenerate(MapComponent):
 
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
         p = self.params
-        out: list[Out | None] = [None] * len(batch)
-        convs: dict[int, list[dict[str, str]]] = {}
-        for i, record in enumerate(batch):
-            try:
-                convs[i] = self._conversation(record)
-            except TemplateError as e:
-                out[i] = Failed(error=str(e), retry=False)
+        convs, out = conversations_for(batch, self._conversation)
         todo = list(convs)
         samples: dict[int, list[dict]] = {i: [] for i in todo}
         llm = ctx.model("llm")

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out
 from components.generators.chat import SamplingParams, estimate_tokens
-from components.templates import TemplateError, check_template, render
+from components.templates import check_template, conversations_for, render
 from components.text import last_bracket_number
 from runner.backends.base import Sampling
 
@@ -157,13 +157,7 @@ class LlmScore(MapComponent):
 
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
         p = self.params
-        out: list[Out | None] = [None] * len(batch)
-        convs: dict[int, list[dict[str, str]]] = {}
-        for i, record in enumerate(batch):
-            try:
-                convs[i] = self._conversation(record)
-            except TemplateError as e:
-                out[i] = Failed(error=str(e), retry=False)
+        convs, out = conversations_for(batch, self._conversation)
         judge = ctx.model("judge")
         if p.scoring == "digit_probabilities":
             return self._digit_scores(batch, convs, out, judge)
