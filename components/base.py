@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -190,13 +190,3 @@ def record_key(record: dict) -> str:
 
     text = json.dumps(record, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
     return "h" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-@dataclass
-class Registration:
-    """A registry row: the type name and where the class lives, without importing it."""
-
-    type: str
-    target: str  # "module:Class"
-    summary: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -45,6 +45,7 @@ from registry.sources import (
     parse_source,
 )
 
+
 def _builtin_zoo() -> Path:
     """zoo.yaml at the repository root (a source checkout or editable install), else the copy a wheel
     installs under ``<prefix>/share/recipe-zoo/``."""

@@ -61,9 +61,6 @@ class StageContext:
         if self._on_advance:
             self._on_advance(n, total)
 
-    def has_model(self, slot: str) -> bool:
-        return slot in self._bindings
-
     def __repr__(self) -> str:
         return f"StageContext({self.stage!r})"
 

@@ -276,8 +276,6 @@ class Runner:
             log.error("stage %s failed:\n%s", s, tb)
             self._fail(sdir, manifest, meter, start, f"{type(e).__name__}: {e}")
             raise StageFailure(s, f"{type(e).__name__}: {e}") from e
-        finally:
-            bar.close()
         write_jsonl(sdir / "records.jsonl", records)
         write_jsonl(sdir / "failures.jsonl", failures)
         self._records[s] = records

@@ -75,7 +75,8 @@ class ModelManager:
             return self._embedders[b.ref]
 
     def pins(self) -> dict[str, dict]:
-        return {rm.name if k.startswith("zoo:") else k: {"source": rm.source, "pin": rm.pin}
+        """Source and pin of every zoo model opened so far, by the name the recipe used for it."""
+        return {k.removeprefix("zoo:"): {"source": rm.source, "pin": rm.pin}
                 for k, rm in self._resolved.items() if k.startswith("zoo:")}
 
     def close(self) -> None:

@@ -42,10 +42,6 @@ class StageProgress:
             log.info("%s: %d/%s records, %.2f/s%s %s %s", self.stage, self.done, self.total or "?", rate,
                      f", ETA {eta:.0f}s" if eta is not None else "", tokens, cost)
 
-    def close(self) -> None:
-        if self.owner.bar is not None and self.task is not None:
-            self.owner.bar.update(self.task, visible=True)
-
 
 class Progress:
     def __init__(self, console: Any | None, enabled: bool = True) -> None:
