@@ -69,11 +69,15 @@ def unknown_option(key: str, backend: str, model: str) -> str:
     runs_on = f"{model!r} runs on {backend}, whose options are {', '.join(own)}"
     takers = [b for b, cls in OPTIONS.items() if key in cls.model_fields]
     if takers:
-        return f"{key!r} is an option of the {' and '.join(takers)} backend, but {runs_on}"
+        return f"{key!r} is an option of the {_backends(takers)}, but {runs_on}"
     elsewhere = {name for b, cls in OPTIONS.items() if b != backend for name in cls.model_fields}
     hits = did_you_mean(key, elsewhere)
     if hits:
         takers = [b for b, cls in OPTIONS.items() if hits[0] in cls.model_fields]
         return (f"unknown option {key!r} — did you mean {hits[0]!r}? ({hits[0]!r} is an option of the "
-                f"{' and '.join(takers)} backend; {runs_on})")
+                f"{_backends(takers)}; {runs_on})")
     return f"unknown option {key!r} for the {backend} backend ({runs_on})"
+
+
+def _backends(names: list[str]) -> str:
+    return " and ".join(names) + (" backends" if len(names) > 1 else " backend")
