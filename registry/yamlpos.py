@@ -72,23 +72,34 @@ def _mark(file: str, mark: Any) -> Pos:
     return Pos(file, mark.line + 1, mark.column + 1)
 
 
-def _build(node: yaml.Node, path: Path_, file: str, smap: SourceMap) -> Any:
+def _build(node: yaml.Node, path: Path_, file: str, smap: SourceMap, merge: bool = False) -> Any:
     smap.values[path] = _mark(file, node.start_mark)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
+        merged: list[dict] = []
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise YamlSyntaxError(_mark(file, key_node.start_mark), "'<<' merge keys are not supported")
+                if not merge:
+                    raise YamlSyntaxError(_mark(file, key_node.start_mark), "'<<' merge keys are not supported")
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for src in sources:
+                    if not isinstance(src, yaml.MappingNode):
+                        raise YamlSyntaxError(_mark(file, src.start_mark), "'<<' takes a mapping or a list of them")
+                    merged.append(_build(src, path, file, smap, merge))
+                continue
             if not isinstance(key_node, yaml.ScalarNode):
                 raise YamlSyntaxError(_mark(file, key_node.start_mark), "keys must be plain scalars")
             key = _scalar(key_node)
             if key in out:
                 raise YamlSyntaxError(_mark(file, key_node.start_mark), f"duplicate key {key!r}")
             smap.keys[path + (key,)] = _mark(file, key_node.start_mark)
-            out[key] = _build(value_node, path + (key,), file, smap)
+            out[key] = _build(value_node, path + (key,), file, smap, merge)
+        for extra in merged:  # explicit keys win over merged ones, earlier merges over later ones
+            for key, value in extra.items():
+                out.setdefault(key, value)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, path + (i,), file, smap) for i, item in enumerate(node.value)]
+        return [_build(item, path + (i,), file, smap, merge) for i, item in enumerate(node.value)]
     return _scalar(node)
 
 
@@ -107,7 +118,8 @@ def load_yaml(path: Path) -> tuple[Any, SourceMap]:
     return loads_yaml(text, str(path))
 
 
-def loads_yaml(text: str, file: str = "<string>") -> tuple[Any, SourceMap]:
+def loads_yaml(text: str, file: str = "<string>", *, merge_keys: bool = False) -> tuple[Any, SourceMap]:
+    """Parse ``text``; ``merge_keys`` allows YAML ``<<`` merges (the zoo file uses them for shared fields)."""
     smap = SourceMap(default=Pos(file, 1, 1))
     try:
         node = yaml.compose(text, Loader=FAST_LOADER)
@@ -117,4 +129,4 @@ def loads_yaml(text: str, file: str = "<string>") -> tuple[Any, SourceMap]:
         raise YamlSyntaxError(pos, f"invalid YAML: {e.problem or e}") from None
     if node is None:
         return {}, smap
-    return _build(node, (), file, smap), smap
+    return _build(node, (), file, smap, merge_keys), smap
