@@ -44,7 +44,7 @@ from registry.sources import (
     parse_source,
 )
 from registry.suggest import did_you_mean
-from registry.yamlpos import YamlSyntaxError, loads_yaml
+from registry.yamlpos import YamlSyntaxError, load_yaml
 
 
 def _builtin_zoo() -> Path:
@@ -175,8 +175,8 @@ class ZooFileError(ValueError):
 def read_zoo_file(path: Path) -> list[ZooEntry]:
     """Read and check one zoo file; raise ZooFileError listing every problem at once."""
     try:
-        data, smap = loads_yaml(path.read_text(encoding="utf-8"), str(path), merge_keys=True)
-    except (YamlSyntaxError, UnicodeDecodeError) as exc:
+        data, smap = load_yaml(path, merge_keys=True)
+    except YamlSyntaxError as exc:
         raise ZooFileError([f"{path}: not valid YAML: {exc}"]) from None
     data = data or {}
     models = data.get("models") if isinstance(data, dict) else None

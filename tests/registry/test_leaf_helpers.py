@@ -68,3 +68,25 @@ def test_yaml_merge_keys_only_where_allowed():
     assert str(smap.find(("entry", "y"), key=True)) == "z.yaml:4:3"
     with pytest.raises(YamlSyntaxError, match="z.yaml:3:3: '<<' merge keys are not supported"):
         loads_yaml(text, "z.yaml")
+
+
+def test_alias_bomb_is_a_located_error_not_a_memory_blowup(tmp_path):
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    p = tmp_path / "bomb.yaml"
+    p.write_text("\n".join(lines) + "\n")
+    assert p.stat().st_size < 600  # 9**9 = 387 million values once expanded
+    from registry.yamlpos import load_yaml
+
+    with pytest.raises(YamlSyntaxError, match=r"bomb\.yaml:\d+:\d+: the file expands to more than 200000 values"):
+        load_yaml(p)
+
+
+def test_yaml_that_is_not_utf8_names_line_and_column(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_bytes(b"recipe: x\nstages:\n  a: caf\xe9\n")
+    from registry.yamlpos import load_yaml
+
+    with pytest.raises(YamlSyntaxError, match=r"r\.yaml:3:9: not UTF-8 text"):
+        load_yaml(p)
