@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from components.base import Component
+from registry.yamlpos import SourceMap
 from runner.errors import Problem, RecipeError
 from runner.overrides import deep_merge, parse_override
 from runner.phases.fields import check_templates, record_fields
@@ -26,7 +27,6 @@ from runner.phases.schema import check_schema
 from runner.phases.stages import build_components
 from runner.schema import Recipe, StageSpec
 from runner.schema_errors import pydantic_problems
-from runner.yamlpos import SourceMap
 
 __all__ = ["Binding", "LoadedRecipe", "load_recipe", "parse_override", "deep_merge", "read_recipe_data"]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from registry.resolved import TRAINED_MODEL_FILE, ResolvedModel
+from registry.secrets import register_secret_env
 from runner.errors import StageFailure
 from runner.load import Binding
-from runner.secrets import register_secret_env
 
 
 class ModelManager:

@@ -7,7 +7,8 @@ import re
 from typing import Any
 
 from components.base import Component
-from runner.errors import Problem, suggestion
+from registry.suggest import suggestion
+from runner.errors import Problem
 from runner.schema import StageSpec
 
 

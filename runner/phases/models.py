@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from components.base import Component
-from runner.errors import Problem, RecipeError, suggestion
+from registry.suggest import suggestion
+from runner.errors import Problem, RecipeError
 from runner.paths import URI_SCHEMES, resolve_one
 from runner.schema import ModelSpec, StageSpec
 

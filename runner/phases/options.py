@@ -8,8 +8,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from registry.suggest import did_you_mean, suggestion
 from runner.backends.options import OPTIONS, settings_for
-from runner.errors import Problem, did_you_mean, suggestion
+from runner.errors import Problem
 from runner.schema import ModelSpec
 from runner.schema_errors import problem_for
 

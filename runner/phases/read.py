@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.errors import Problem, RecipeError, suggestion
+from registry.suggest import suggestion
+from registry.yamlpos import Pos, SourceMap, YamlSyntaxError, load_yaml
+from runner.errors import Problem, RecipeError
 from runner.overrides import apply_override, deep_merge, parse_override
-from runner.yamlpos import Pos, SourceMap, YamlSyntaxError, load_yaml
 
 
 def read_recipe_data(path: Path, profile: str | None, overrides: list[str],
