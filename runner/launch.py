@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from registry.jsonio import read_jsonl, write_jsonl
 from runner.errors import StageFailure
-from runner.store import read_jsonl, write_jsonl
 
 
 def run_launched(runner: Any, stage: str, ctx: Any) -> list[dict]:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
+    from registry.jsonio import read_jsonl, write_jsonl
     from runner.callcache import Meter
     from runner.context import StageContext
     from runner.execute import Runner
     from runner.load import load_recipe
-    from runner.store import read_jsonl, write_jsonl
 
     run_root, stage = Path(argv[0]), argv[1]
     loaded = load_recipe(run_root / "recipe.lock.yaml")
