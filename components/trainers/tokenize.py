@@ -15,7 +15,6 @@ without any target token are dropped (counted in the metrics).
 
 from __future__ import annotations
 
-import json
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -31,7 +30,8 @@ if TYPE_CHECKING:
 
 IGNORE_INDEX = -100
 ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\ufeff"))
-STATS_FILE = "tokenize_stats.json"
+STATS_NAME = "tokenize"  # the counts of a run, through the context's side-statistics channel
+STATS_FILE = "tokenize_stats.json"  # the same counts, as train.sft still writes them beside its model
 
 
 @dataclass
@@ -192,7 +192,7 @@ class Tokenize(WholeComponent):
         records = [r for port in inputs.values() for r in port]
         tok = load_tokenizer(ctx.model_source("base"), p.chat_template)
         out, stats = tokenize_records(records, tok, p.max_length, lambda n: ctx.advance(n, len(records)))
-        (ctx.artifact_dir / STATS_FILE).write_text(json.dumps(asdict(stats), indent=1))
+        ctx.save_stats(STATS_NAME, asdict(stats))
         ctx.log.info(
             "data.tokenize: %d of %d rows kept (%d without target, %d invalid, %d truncated)",
             stats.rows_out,
@@ -204,9 +204,9 @@ class Tokenize(WholeComponent):
         return out
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
-        path = ctx.artifact_dir / STATS_FILE
-        if path.is_file():
-            return json.loads(path.read_text())
+        saved = ctx.load_stats(STATS_NAME)
+        if saved is not None:
+            return saved
         return {
             "rows_out": len(records),
             "tokens": sum(len(r["input_ids"]) for r in records),

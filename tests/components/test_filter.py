@@ -6,12 +6,13 @@ import pytest
 from pydantic import ValidationError
 
 from components.selectors.filter import Filter
+from tests.components.stats_ctx import StatsCtx
 from tests.fakes import FakeCtx
 
 
 def run(tmp_path, records, **params):
     comp = Filter(Filter.Params(**params))
-    ctx = FakeCtx(comp.params, tmp=tmp_path)
+    ctx = StatsCtx(comp.params, tmp=tmp_path)
     out = comp.run({"records": records}, ctx)
     return out, comp.summarize(out, ctx)
 
