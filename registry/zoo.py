@@ -23,7 +23,6 @@ through it without loading any model library.
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -34,7 +33,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from registry.cache import PullRecord, read_record, zoo_home
-from registry.resolved import TRAINED_MODEL_FILE, ResolvedModel
+from registry.model_folder import read_trained
+from registry.resolved import ResolvedModel
 from registry.sources import (
     FileSource,
     OpenAISource,
@@ -387,12 +387,11 @@ class Zoo:
         )
 
     def _trained_base(self, path: Path | None) -> ZooEntry | None:
-        marker = path / TRAINED_MODEL_FILE if path else None
-        if marker is None or not marker.is_file():
+        info = read_trained(path) if path else None
+        if info is None or info.base is None:
             return None
-        base = json.loads(marker.read_text()).get("base")
         try:
-            return self.get(base) if isinstance(base, str) else None
+            return self.get(info.base)
         except UnknownModel:
             return None
 

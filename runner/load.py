@@ -343,19 +343,6 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: list[st
                             f"{spec.type} needs record fields {missing} on {port!r}, but stage {up!r} "
                             f"({specs[up].type}) gives {sorted(have)}"))
 
-    # launch configs
-    for name, spec in specs.items():
-        if spec.launch is not None:
-            try:
-                from components.trainers.launch import LaunchConfig
-            except ImportError:
-                problems.append(Problem(("stages", name, "launch"), "multi-process launch is not available"))
-                continue
-            try:
-                LaunchConfig.model_validate(spec.launch)
-            except ValidationError as e:
-                problems += pydantic_problems(e, LaunchConfig, ("stages", name, "launch"))
-
     pub = data.get("publish")
     to = pub.get("to") if isinstance(pub, dict) else None
     if isinstance(to, str) and to:

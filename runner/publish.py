@@ -4,12 +4,13 @@
 publishes, per artifact stage:
 
 * a stage with ``model/`` → a **model** repo: the model folder's files (weights or adapter, tokenizer,
-  ``recipe_model.json``) at the top;
+  its metadata, see ``registry.model_folder``) at the top;
 * any other stage → a **dataset** repo: ``data/records.jsonl``.
 
 Both also get ``README.md`` (the card: counts, fields or base model, metrics, the recipe, the lockfile and
 the one-line reproduce command ``recipe run recipe.lock.yaml``), ``recipe.yaml``, ``recipe.lock.yaml``,
-``manifest.json`` and ``metrics.json`` when the stage has metrics.
+``manifest.json`` and ``metrics.json`` when the stage has metrics. Cards are written here only: a trainer
+writes its model and the metadata (base, adapter or not, a training summary) that the card shows.
 
 Targets:
 
@@ -40,7 +41,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field
 
-from registry.resolved import TRAINED_MODEL_FILE
+from registry.model_folder import TrainedModel, TrainingSummary, read_trained
 from runner.errors import suggestion
 from runner.secrets import secret_values
 from runner.store import read_json
@@ -218,27 +219,43 @@ def _hub_id(source: str | None) -> str | None:
     return None
 
 
+def _training_notes(t: TrainingSummary, adapter: bool) -> list[str]:
+    """The trainer's summary as card lines: what was trained, the run's size and loss, its settings, and
+    how to load the folder."""
+    loss = f", loss {t.first_loss:.4f} → {t.final_loss:.4f}" if t.first_loss is not None and t.final_loss is not None \
+        else ""
+    lines = [t.description, ""] if t.description else []
+    lines += [f"Training: {t.steps} optimizer steps, {t.tokens} tokens{loss}.", ""]
+    if t.settings:
+        lines += ["| setting | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in t.settings.items()), ""]
+    load = (
+        "from peft import AutoPeftModelForCausalLM\n"
+        'model = AutoPeftModelForCausalLM.from_pretrained("<this folder>")'
+        if adapter
+        else "from transformers import AutoModelForCausalLM\n"
+        'model = AutoModelForCausalLM.from_pretrained("<this folder>")'
+    )
+    return [*lines, "### Use", "", _fenced(load, "python")]
+
+
 def _card(stage: _Stage, title: str, recipe_name: str, recipe_text: str | None, lock_text: str | None) -> str:
     m = stage.manifest
     front: dict[str, Any] = {"tags": ["recipe-zoo", _slug(recipe_name)]}
     body = [f"# {title}", ""]
     if stage.kind == "model":
-        info_path = stage.model_dir / TRAINED_MODEL_FILE
-        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
-        adapter = bool(info.get("adapter"))
-        front["library_name"] = "peft" if adapter else "transformers"
-        if base := _hub_id(info.get("base_source")):
+        info = read_trained(stage.model_dir) or TrainedModel()
+        front["library_name"] = "peft" if info.adapter else "transformers"
+        if base := _hub_id(info.base_source):
             front["base_model"] = base
         body += [
             f"Model trained by stage `{stage.name}` (`{m.get('type', '?')}`) of the recipe `{recipe_name}`.",
             "",
-            f"- base model: `{info.get('base', '?')}` (`{info.get('base_source', '?')}`)",
-            f"- weights: {'a PEFT adapter over the base model' if adapter else 'the full model'}",
+            f"- base model: `{info.base or '?'}` (`{info.base_source or '?'}`)",
+            f"- weights: {'a PEFT adapter over the base model' if info.adapter else 'the full model'}",
         ]
-        trainer_card = stage.model_dir / "README.md"  # the trainer's own notes, kept under ours
-        if trainer_card.is_file():
-            notes = re.sub(r"\A---\n.*?\n---\n", "", trainer_card.read_text(encoding="utf-8"), flags=re.DOTALL)
-            body += ["", "## Training notes", "", notes.strip()]
+        if info.training is not None:
+            front["tags"] += [t for t in info.training.tags if t not in front["tags"]]
+            body += ["", "## Training notes", "", *_training_notes(info.training, info.adapter)]
     else:
         front["configs"] = [{"config_name": "default", "data_files": "data/records.jsonl"}]
         n, table = _field_table(stage.records)

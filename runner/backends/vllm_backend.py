@@ -17,15 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from registry.model_folder import load_config, load_tokenizer, model_folder
 from registry.resolved import ResolvedModel
 from runner.backends.base import LLM, ChatResult, Sampling, ScoreResult, TokenLogprob, Usage
-from runner.backends.hf_loading import (
-    chat_prompt_ids,
-    load_config,
-    load_tokenizer,
-    model_folder,
-    trained_info,
-)
+from runner.backends.hf_loading import chat_prompt_ids, trained_info
 
 ENGINE_OPTIONS = ("tensor_parallel_size", "max_model_len", "dtype", "gpu_memory_utilization",
                   "enable_prefix_caching", "max_logprobs", "seed", "max_num_seqs", "enforce_eager",
@@ -136,7 +131,7 @@ def merged_folder(folder: Path) -> Path:
         return target
     import shutil
 
-    from runner.backends.hf_loading import load_causal_lm
+    from registry.model_folder import load_causal_lm
 
     config = load_config(folder)
     dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32"

@@ -1,4 +1,9 @@
-"""Entry point of one launched process: ``python -m runner.worker RUN_DIR STAGE`` (see runner.launch)."""
+"""One launched process of a stage: ``python -m runner.launch.worker RUN_DIR STAGE`` (see ``runner.launch``).
+
+Every rank rebuilds the recipe from the run's lockfile, reads the stage's inputs that the parent left in
+the scratch folder, and runs the component with a context like the runner's own; only the main process
+(rank 0) writes the records and the side statistics.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,15 @@ import sys
 from pathlib import Path
 
 
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def main(argv: list[str]) -> int:
     from runner.callcache import Meter
     from runner.context import StageContext
     from runner.execute import Runner
+    from runner.launch import RECORDS, input_file
     from runner.load import load_recipe
     from runner.store import read_jsonl, write_jsonl
 
@@ -19,12 +29,13 @@ def main(argv: list[str]) -> int:
     runner = Runner(loaded, run_root.parent, show_progress=False)
     comp = loaded.components[stage]
     sdir = runner.stage_dir(stage)
-    inputs = {port: read_jsonl(sdir / "scratch" / f"input.{port}.jsonl") for port in loaded.recipe.stages[stage].inputs}
+    scratch = sdir / "scratch"
+    inputs = {port: read_jsonl(input_file(scratch, port)) for port in loaded.recipe.stages[stage].inputs}
     ctx = StageContext(stage=stage, params=comp.params, seed=runner.stage_seed(stage), stage_dir=sdir,
                        bindings=loaded.bindings.get(stage, {}), models=runner.models, inputs=inputs, meter=Meter())
     records = comp.run(inputs, ctx)
-    if int(os.environ.get("RANK", "0")) == 0:
-        write_jsonl(sdir / "scratch" / "worker_records.jsonl", list(records or []))
+    if is_main_process():
+        write_jsonl(scratch / RECORDS, list(records or []))
     return 0
 
 
