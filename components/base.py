@@ -10,7 +10,9 @@ a ``Params`` pydantic model and one of two shapes:
 * ``WholeComponent`` takes all its inputs at once: ``run(inputs, ctx) -> list[dict]``.
 
 Both may define ``summarize(records, ctx) -> dict`` (written to ``metrics.json``) and
-``report(records, metrics, ctx) -> str`` (a markdown section for ``report.md``).
+``report(records, metrics, ctx) -> str`` (a markdown section for ``report.md``). Side statistics that
+``summarize`` or the report need (counts, training curves) go through ``ctx.save_stats`` /
+``ctx.load_stats``; a component never writes or reads its own side files.
 
 Components never open another stage's files, never import a backend, and import torch/transformers
 inside functions so that ``recipe validate`` stays instant.
@@ -116,6 +118,13 @@ class Context(Protocol):
     def model_source(self, slot: str | None = None) -> ResolvedModel: ...
 
     def advance(self, n: int = 1, total: int | None = None) -> None: ...
+
+    def save_stats(self, name: str, data: Any) -> None:
+        """Keep side statistics or report data (JSON-able) under ``name``; written atomically by the
+        runner into the stage folder, so ``summarize`` and the report can read them back."""
+
+    def load_stats(self, name: str, default: Any = None) -> Any:
+        """What ``save_stats(name, ...)`` kept in this stage run, or ``default``."""
 
 
 class Component:

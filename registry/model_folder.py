@@ -13,13 +13,13 @@ torch, transformers and peft are imported inside the functions so importing this
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from registry.atomic import atomic_write_json
 from registry.resolved import ResolvedModel
 
 TRAINED_MODEL_FILE = "recipe_model.json"
@@ -79,10 +79,7 @@ def read_trained(folder: Path | str) -> TrainedModel | None:
 def write_trained(folder: Path | str, info: TrainedModel) -> Path:
     """Write ``info`` as the folder's ``recipe_model.json``; returns the file's path."""
     path = Path(folder) / TRAINED_MODEL_FILE
-    data = info.model_dump(mode="json", exclude_none=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_json(path, info.model_dump(mode="json", exclude_none=True))
     return path
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from components.base import Component, Failed, MapComponent, record_key
+from registry.atomic import atomic_write_json, atomic_write_text
+from registry.jsonio import read_json, write_jsonl
 from runner.backends.base import BudgetExceeded
 from runner.callcache import Meter, set_scope
 from runner.context import StageContext
@@ -20,15 +22,7 @@ from runner.load import LoadedRecipe
 from runner.models import ModelManager
 from runner.paths import is_path_field, resolve_one
 from runner.progress import Progress
-from runner.store import (
-    AppendLog,
-    RunStore,
-    atomic_write_json,
-    atomic_write_text,
-    read_complete_lines,
-    read_json,
-    write_jsonl,
-)
+from runner.store import AppendLog, RunStore, read_complete_lines
 
 log = logging.getLogger("recipe.run")
 

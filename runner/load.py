@@ -15,12 +15,13 @@ from pydantic import ValidationError
 
 from components.base import Component, Fields
 from registry import components as registry
-from runner.errors import Problem, RecipeError, suggestion
+from registry.suggest import suggestion
+from registry.yamlpos import Pos, SourceMap, YamlSyntaxError, load_yaml
+from runner.errors import Problem, RecipeError
 from runner.overrides import apply_override, as_strings, deep_merge, parse_override, wants_strings
 from runner.paths import URI_SCHEMES, resolve_one, resolve_paths
 from runner.schema import ModelSpec, Recipe, StageSpec
 from runner.schema_errors import pydantic_problems
-from runner.yamlpos import Pos, SourceMap, YamlSyntaxError, load_yaml
 
 __all__ = ["Binding", "LoadedRecipe", "load_recipe", "parse_override", "deep_merge"]
 

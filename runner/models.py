@@ -9,9 +9,9 @@ from typing import Any
 
 from registry.model_folder import TRAINED_MODEL_FILE
 from registry.resolved import ResolvedModel
+from registry.secrets import register_secret_env
 from runner.errors import StageFailure
 from runner.load import Binding
-from runner.secrets import register_secret_env
 
 
 class ModelManager:

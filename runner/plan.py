@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runner.store import read_json
+from registry.jsonio import read_json
 
 
 @dataclass

@@ -41,10 +41,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field
 
+from registry.jsonio import read_json
 from registry.model_folder import TrainedModel, TrainingSummary, read_trained
-from runner.errors import suggestion
-from runner.secrets import secret_values
-from runner.store import read_json
+from registry.secrets import secret_values
+from registry.suggest import suggestion
 
 log = logging.getLogger(__name__)
 

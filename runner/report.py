@@ -6,8 +6,8 @@ import json
 import time
 from typing import Any
 
-from runner.secrets import redact
-from runner.store import read_json, read_jsonl
+from registry.jsonio import read_json, read_jsonl
+from registry.secrets import redact
 
 
 def _fmt(v: Any) -> str:
@@ -55,7 +55,7 @@ def build_report(runner: Any, error: str | None = None) -> str:
         if metrics:
             metrics_all[s] = metrics
         if (sdir / "failures.jsonl").exists():
-            failures_all += [(s, f) for f in read_jsonl(sdir / "failures.jsonl")[:3]]
+            failures_all += [(s, f) for f in read_jsonl(sdir / "failures.jsonl", missing_ok=True)[:3]]
         sec = sdir / "report_section.md"
         if sec.exists():
             rel = sdir.relative_to(root)

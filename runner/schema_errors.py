@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from runner.errors import Problem, suggestion
+from registry.suggest import suggestion
+from runner.errors import Problem
 
 
 def unwrap(ann: Any) -> list[Any]:

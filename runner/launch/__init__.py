@@ -26,9 +26,9 @@ def input_file(scratch: Path, port: str) -> Path:
 
 def run_launched(runner: Any, stage: str, ctx: Any) -> list[dict]:
     """Run ``stage`` in launched workers and return its records (raises StageFailure when they fail)."""
+    from registry.jsonio import read_jsonl, write_jsonl
     from runner.errors import StageFailure
     from runner.launch.command import accelerate_command
-    from runner.store import read_jsonl, write_jsonl
 
     launch: LaunchConfig = runner.recipe.stages[stage].launch
     for port, records in ctx.inputs.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def is_main_process() -> bool:
@@ -17,12 +18,12 @@ def is_main_process() -> bool:
 
 
 def main(argv: list[str]) -> int:
+    from registry.jsonio import read_jsonl, write_jsonl
     from runner.callcache import Meter
     from runner.context import StageContext
     from runner.execute import Runner
     from runner.launch import RECORDS, input_file
     from runner.load import load_recipe
-    from runner.store import read_jsonl, write_jsonl
 
     run_root, stage = Path(argv[0]), argv[1]
     loaded = load_recipe(run_root / "recipe.lock.yaml")
@@ -31,8 +32,16 @@ def main(argv: list[str]) -> int:
     sdir = runner.stage_dir(stage)
     scratch = sdir / "scratch"
     inputs = {port: read_jsonl(input_file(scratch, port)) for port in loaded.recipe.stages[stage].inputs}
-    ctx = StageContext(stage=stage, params=comp.params, seed=runner.stage_seed(stage), stage_dir=sdir,
-                       bindings=loaded.bindings.get(stage, {}), models=runner.models, inputs=inputs, meter=Meter())
+
+    class WorkerContext(StageContext):
+        """The stage's context in one launched process: only the main process keeps side statistics."""
+
+        def save_stats(self, name: str, data: Any) -> None:
+            if is_main_process():
+                super().save_stats(name, data)
+
+    ctx = WorkerContext(stage=stage, params=comp.params, seed=runner.stage_seed(stage), stage_dir=sdir,
+                        bindings=loaded.bindings.get(stage, {}), models=runner.models, inputs=inputs, meter=Meter())
     records = comp.run(inputs, ctx)
     if is_main_process():
         write_jsonl(scratch / RECORDS, list(records or []))
