@@ -9,8 +9,9 @@ publishes, per artifact stage:
 
 Both also get ``README.md`` (the card: counts, fields or base model, metrics, the recipe, the lockfile and
 the one-line reproduce command ``recipe run recipe.lock.yaml``), ``recipe.yaml``, ``recipe.lock.yaml``,
-``manifest.json`` and ``metrics.json`` when the stage has metrics. Cards are written here only: a trainer
-writes its model and the metadata (base, adapter or not, a training summary) that the card shows.
+``manifest.json`` and ``metrics.json`` when the stage has metrics. Cards are written by publishing only
+(``runner.cards``): a trainer writes its model and the metadata (base, adapter or not, a training summary)
+that the card shows.
 
 Targets:
 
@@ -27,10 +28,8 @@ No secret is ever written: every text file that goes out passes through the same
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -42,14 +41,13 @@ import yaml
 from pydantic import BaseModel, Field
 
 from registry.jsonio import read_json
-from registry.model_folder import TrainedModel, TrainingSummary, read_trained
 from registry.secrets import secret_values
 from registry.suggest import suggestion
+from runner.cards import slug, stage_card
 
 log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = {".json", ".jsonl", ".md", ".txt", ".yaml", ".yml", ".jinja", ".py", ".csv", ".tsv"}
-REPRODUCE = "recipe run recipe.lock.yaml"
 MASK = "***"
 
 
@@ -104,7 +102,9 @@ def _copy(src: Path, dst: Path, mask: Callable[[str], str]) -> None:
 # ---------------------------------------------------------------------------------------------- run folder
 
 @dataclass
-class _Stage:
+class Artifact:
+    """One stage of a finished run, as publish reads it from the run folder."""
+
     name: str
     dir: Path
     manifest: dict[str, Any]
@@ -134,17 +134,17 @@ class _Stage:
         return read_json(self.dir / "metrics.json")
 
 
-def _stages(run_dir: Path) -> dict[str, _Stage]:
+def _stages(run_dir: Path) -> dict[str, Artifact]:
     latest = run_dir / "latest.json"
     if not latest.is_file():
         raise PublishError(f"{run_dir}: not a run folder (no latest.json)")
     out = {}
     for name, rel in (read_json(latest, {}) or {}).get("stages", {}).items():
-        out[name] = _Stage(name=name, dir=run_dir / rel, manifest=read_json(run_dir / rel / "manifest.json", {}))
+        out[name] = Artifact(name=name, dir=run_dir / rel, manifest=read_json(run_dir / rel / "manifest.json", {}))
     return out
 
 
-def _choose(stages: dict[str, _Stage], artifacts: list[str] | None) -> list[_Stage]:
+def _choose(stages: dict[str, Artifact], artifacts: list[str] | None) -> list[Artifact]:
     if artifacts is None:
         chosen = []
         for s in stages.values():
@@ -181,114 +181,9 @@ def _recipe_dir(run_dir: Path, lock: dict[str, Any]) -> Path | None:
     return (run_dir / rel).resolve() if isinstance(rel, str) else None
 
 
-def _slug(text: str) -> str:
-    """A repo-name-safe version of a stage or recipe name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "artifact"
-
-
-# ---------------------------------------------------------------------------------------------- cards
-
-def _fenced(text: str, lang: str) -> str:
-    """A code block whose fence is longer than any backtick run inside ``text``."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
-
-
-def _field_table(records: Path) -> tuple[int, str]:
-    """(number of records, a markdown table: field, in how many records, value types)."""
-    seen: dict[str, int] = {}
-    types: dict[str, set[str]] = {}
-    n = 0
-    with records.open(encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            n += 1
-            for key, value in json.loads(line).items():
-                seen[key] = seen.get(key, 0) + 1
-                types.setdefault(key, set()).add("null" if value is None else type(value).__name__)
-    rows = ["| field | records | types |", "| --- | ---: | --- |"]
-    rows += [f"| `{k}` | {c} | {', '.join(sorted(types[k]))} |" for k, c in seen.items()]
-    return n, "\n".join(rows)
-
-
-def _hub_id(source: str | None) -> str | None:
-    if source and source.startswith("hf://"):
-        return source[len("hf://"):].split("@", 1)[0]
-    return None
-
-
-def _training_notes(t: TrainingSummary, adapter: bool) -> list[str]:
-    """The trainer's summary as card lines: what was trained, the run's size and loss, its settings, and
-    how to load the folder."""
-    loss = f", loss {t.first_loss:.4f} → {t.final_loss:.4f}" if t.first_loss is not None and t.final_loss is not None \
-        else ""
-    lines = [t.description, ""] if t.description else []
-    lines += [f"Training: {t.steps} optimizer steps, {t.tokens} tokens{loss}.", ""]
-    if t.settings:
-        lines += ["| setting | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in t.settings.items()), ""]
-    load = (
-        "from peft import AutoPeftModelForCausalLM\n"
-        'model = AutoPeftModelForCausalLM.from_pretrained("<this folder>")'
-        if adapter
-        else "from transformers import AutoModelForCausalLM\n"
-        'model = AutoModelForCausalLM.from_pretrained("<this folder>")'
-    )
-    return [*lines, "### Use", "", _fenced(load, "python")]
-
-
-def _card(stage: _Stage, title: str, recipe_name: str, recipe_text: str | None, lock_text: str | None) -> str:
-    m = stage.manifest
-    front: dict[str, Any] = {"tags": ["recipe-zoo", _slug(recipe_name)]}
-    body = [f"# {title}", ""]
-    if stage.kind == "model":
-        info = read_trained(stage.model_dir) or TrainedModel()
-        front["library_name"] = "peft" if info.adapter else "transformers"
-        if base := _hub_id(info.base_source):
-            front["base_model"] = base
-        body += [
-            f"Model trained by stage `{stage.name}` (`{m.get('type', '?')}`) of the recipe `{recipe_name}`.",
-            "",
-            f"- base model: `{info.base or '?'}` (`{info.base_source or '?'}`)",
-            f"- weights: {'a PEFT adapter over the base model' if info.adapter else 'the full model'}",
-        ]
-        if info.training is not None:
-            front["tags"] += [t for t in info.training.tags if t not in front["tags"]]
-            body += ["", "## Training notes", "", *_training_notes(info.training, info.adapter)]
-    else:
-        front["configs"] = [{"config_name": "default", "data_files": "data/records.jsonl"}]
-        n, table = _field_table(stage.records)
-        counts = m.get("counts", {})
-        body += [
-            (f"Dataset written by stage `{stage.name}` (`{m.get('type', '?')}`) of the recipe `{recipe_name}`: "
-             f"{n} records in `data/records.jsonl`."),
-            "",
-            "| in | out | failed |",
-            "| ---: | ---: | ---: |",
-            f"| {counts.get('in', '?')} | {counts.get('out', '?')} | {counts.get('failed', '?')} |",
-            "",
-            "## Fields",
-            "",
-            table,
-        ]
-    body += ["", f"Stage fingerprint: `{m.get('fingerprint', '?')}`.", "", "## Metrics", ""]
-    metrics = stage.metrics()
-    body.append(_fenced(json.dumps(metrics, indent=2, ensure_ascii=False), "json") if metrics else "None.")
-    body += ["", "## Reproduce", "", "With `recipe-zoo` installed:", "", _fenced(REPRODUCE, "bash"), ""]
-    for heading, text, name in (("Recipe", recipe_text, "recipe.yaml"), ("Lockfile", lock_text, "recipe.lock.yaml")):
-        body += [f"## {heading}", ""]
-        if text is None:
-            body += [f"`{name}` was not found in the run folder.", ""]
-        else:
-            body += [f"<details><summary>{name}</summary>", "", _fenced(text, "yaml"), "", "</details>", ""]
-    head = yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
-    return f"---\n{head}---\n\n" + "\n".join(body).rstrip() + "\n"
-
-
 # ---------------------------------------------------------------------------------------------- layout
 
-def _write_artifact(stage: _Stage, dest: Path, title: str, recipe_name: str, run_dir: Path,
+def _write_artifact(stage: Artifact, dest: Path, title: str, recipe_name: str, run_dir: Path,
                     mask: Callable[[str], str]) -> list[str]:
     """Fill ``dest`` with the repo layout of one stage; returns the relative file paths."""
     if stage.kind == "model":
@@ -305,7 +200,7 @@ def _write_artifact(stage: _Stage, dest: Path, title: str, recipe_name: str, run
     for name in ("manifest.json", "metrics.json"):
         if (stage.dir / name).is_file():
             _copy(stage.dir / name, dest / name, mask)
-    card = _card(stage, title, recipe_name, texts["recipe.yaml"], texts["recipe.lock.yaml"])
+    card = stage_card(stage, title, recipe_name, texts["recipe.yaml"], texts["recipe.lock.yaml"])
     (dest / "README.md").write_text(mask(card), encoding="utf-8")
     return sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
 
@@ -319,7 +214,7 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _register_model(zoo_name: str, folder: Path, stage: _Stage, recipe_name: str) -> None:
+def _register_model(zoo_name: str, folder: Path, stage: Artifact, recipe_name: str) -> None:
     from registry.zoo import ZooEntry, add_user_entry  # the zoo module is heavier; only needed here
 
     add_user_entry(ZooEntry(
@@ -360,12 +255,12 @@ def publish_run(run_dir: Path, to: str | None, *, artifacts: list[str] | None = 
     raise PublishError(f"unknown publish target {to!r}: use hf://org/name or file://folder")
 
 
-def _publish_folder(run_dir: Path, folder: Path, chosen: list[_Stage], name: str,
+def _publish_folder(run_dir: Path, folder: Path, chosen: list[Artifact], name: str,
                     mask: Callable[[str], str]) -> list[PublishedItem]:
     items = []
     folder.mkdir(parents=True, exist_ok=True)
     for stage in chosen:
-        label = f"{_slug(name)}-{_slug(stage.name)}"
+        label = f"{slug(name)}-{slug(stage.name)}"
         dest = folder / label
         tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{label}.tmp-"))
         try:
@@ -383,7 +278,7 @@ def _publish_folder(run_dir: Path, folder: Path, chosen: list[_Stage], name: str
     return items
 
 
-def _publish_hub(run_dir: Path, base_repo: str, chosen: list[_Stage], name: str, private: bool, token_env: str,
+def _publish_hub(run_dir: Path, base_repo: str, chosen: list[Artifact], name: str, private: bool, token_env: str,
                  mask: Callable[[str], str]) -> list[PublishedItem]:
     if base_repo.count("/") != 1 or not all(base_repo.split("/")):
         raise PublishError(f"hf://{base_repo}: expected hf://org/name")
@@ -395,7 +290,7 @@ def _publish_hub(run_dir: Path, base_repo: str, chosen: list[_Stage], name: str,
     api = HfApi(token=token)
     items = []
     for stage in chosen:
-        repo_id = base_repo if len(chosen) == 1 else f"{base_repo}-{_slug(stage.name)}"
+        repo_id = base_repo if len(chosen) == 1 else f"{base_repo}-{slug(stage.name)}"
         with tempfile.TemporaryDirectory(prefix="recipe-publish-") as tmp:
             files = _write_artifact(stage, Path(tmp), repo_id, name, run_dir, mask)
             try:
