@@ -30,6 +30,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from registry.api_spec import PRICE_FIELDS, ApiSpec
 from registry.atomic import atomic_write_text
 from registry.cache import PullRecord, read_record, zoo_home
 from registry.model_folder import read_trained
@@ -62,29 +63,6 @@ BUILTIN_ZOO = _builtin_zoo()
 USER_ZOO_NAME = "zoo.yaml"
 UNPINNED_NOTE = "unpinned: the lockfile records the commit resolved at pull"
 _log = logging.getLogger(__name__)
-
-
-class ApiSpec(BaseModel):
-    """How to call an API model and what it costs. Prices are USD per million tokens."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_id: str = Field(description="Model name sent to the API (e.g. 'gpt-4o-2024-05-13').")
-    base_url: str | None = Field(
-        default=None, description="OpenAI-compatible endpoint; None means the openai client's default."
-    )
-    api_key_env: str = Field(
-        default="OPENAI_API_KEY",
-        description="Name of the environment variable holding the key (never the key).",
-    )
-    input_per_mtok: float = Field(ge=0, description="USD per 1M prompt tokens.")
-    output_per_mtok: float = Field(ge=0, description="USD per 1M completion tokens.")
-    price_note: str | None = Field(
-        default=None, description="Where the prices come from (e.g. a conversion)."
-    )
-    rpm: int | None = Field(default=None, gt=0, description="Requests per minute allowed; None = no limit.")
-    tpm: int | None = Field(default=None, gt=0, description="Tokens per minute allowed; None = no limit.")
-    concurrency: int = Field(default=16, gt=0, description="Requests in flight at once.")
 
 
 class ZooEntry(BaseModel):
@@ -145,6 +123,9 @@ class ZooEntry(BaseModel):
         is_api = self.source.startswith("openai://")
         if is_api and self.api is None:
             raise ValueError("an openai:// model needs an 'api' block (model_id and prices)")
+        if is_api and self.api is not None and not set(PRICE_FIELDS) <= self.api.model_fields_set:
+            missing = " and ".join(f for f in PRICE_FIELDS if f not in self.api.model_fields_set)
+            raise ValueError(f"the 'api' block needs {missing} (USD per 1M tokens; 0 for a free endpoint)")
         if not is_api and self.api is not None:
             raise ValueError("'api' is only for openai:// sources")
         return self

@@ -71,9 +71,10 @@ class ModelManager:
         from runner.backends import open_embedder
 
         with self._lock:
-            if b.ref not in self._embedders:
-                self._embedders[b.ref] = open_embedder(self.resolve(b))
-            return self._embedders[b.ref]
+            key = f"{b.ref}:{sorted(b.options.items())!r}"
+            if key not in self._embedders:
+                self._embedders[key] = open_embedder(self.resolve(b), options=dict(b.options))
+            return self._embedders[key]
 
     def pins(self) -> dict[str, dict]:
         """Source and pin of every zoo model opened so far, by the name the recipe used for it."""

@@ -17,9 +17,10 @@ class ModelSpec(Strict):
     """A model role bound to a zoo entry (or an inline source URI), with optional backend options."""
 
     name: str = Field(description="zoo name, or a source URI (hf://, file://, random://, openai://, pypi://)")
-    backend: str | None = Field(None, description="transformers | openai | vllm; default: the zoo entry's")
+    backend: str | None = Field(None, description="transformers | openai | vllm | embed; default: the zoo entry's")
     options: dict[str, Any] = Field(default_factory=dict,
-                                    description="backend options (batch_size, dtype, concurrency, rpm, budget_usd…)")
+                                    description="the backend's options (runner.backends.options), checked "
+                                    "against the backend that serves the model")
 
 
 class StageSpec(Strict):
