@@ -22,7 +22,6 @@ through it without loading any model library.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from registry.api_spec import PRICE_FIELDS, ApiSpec
 from registry.atomic import atomic_write_text
 from registry.cache import PullRecord, read_record, zoo_home
-from registry.resolved import TRAINED_MODEL_FILE, ResolvedModel
+from registry.model_folder import read_trained
+from registry.resolved import ResolvedModel
 from registry.sources import (
     FileSource,
     OpenAISource,
@@ -345,12 +345,11 @@ class Zoo:
         )
 
     def _trained_base(self, path: Path | None) -> ZooEntry | None:
-        marker = path / TRAINED_MODEL_FILE if path else None
-        if marker is None or not marker.is_file():
+        info = read_trained(path) if path else None
+        if info is None or info.base is None:
             return None
-        base = json.loads(marker.read_text()).get("base")
         try:
-            return self.get(base) if isinstance(base, str) else None
+            return self.get(info.base)
         except UnknownModel:
             return None
 

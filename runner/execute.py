@@ -424,7 +424,7 @@ class Runner:
     def _run_whole(self, comp: Component, s: str, ctx: StageContext, inputs: dict[str, list[dict]]):
         spec = self.recipe.stages[s]
         set_scope(f"whole:{s}")
-        if spec.launch and int(spec.launch.get("num_processes", 1)) > 1:
+        if spec.launch is not None and spec.launch.num_processes > 1:
             from runner.launch import run_launched
 
             records = run_launched(self, s, ctx)

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from components.base import Component
 from registry.yamlpos import SourceMap
 from runner.errors import Problem, RecipeError
@@ -25,8 +23,7 @@ from runner.phases.options import check_options
 from runner.phases.read import base_dir_of, read_recipe_data
 from runner.phases.schema import check_schema
 from runner.phases.stages import build_components
-from runner.schema import Recipe, StageSpec
-from runner.schema_errors import pydantic_problems
+from runner.schema import Recipe
 
 __all__ = ["Binding", "LoadedRecipe", "load_recipe", "parse_override", "deep_merge", "read_recipe_data"]
 
@@ -81,30 +78,12 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: list[st
         problems += found
         problems += check_templates(specs.stages, comps, fields_of)
 
-    problems += launch_problems(specs.stages)
     problems += check_publish(data.get("publish"), names)
 
     if problems or specs.recipe is None:
         raise RecipeError(_dedupe(problems), smap)
     return LoadedRecipe(recipe=specs.recipe, smap=smap, path=path, base_dir=base_dir, profile=profile,
                         components=comps, bindings=bindings, order=order, deps=deps, raw=data)
-
-
-def launch_problems(specs: dict[str, StageSpec]) -> list[Problem]:
-    """Each stage's ``launch:`` block against the launcher's config."""
-    problems: list[Problem] = []
-    for name, spec in specs.items():
-        if spec.launch is not None:
-            try:
-                from components.trainers.launch import LaunchConfig
-            except ImportError:
-                problems.append(Problem(("stages", name, "launch"), "multi-process launch is not available"))
-                continue
-            try:
-                LaunchConfig.model_validate(spec.launch)
-            except ValidationError as e:
-                problems += pydantic_problems(e, LaunchConfig, ("stages", name, "launch"))
-    return problems
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from registry.resolved import TRAINED_MODEL_FILE, ResolvedModel
+from registry.model_folder import TRAINED_MODEL_FILE
+from registry.resolved import ResolvedModel
 from registry.secrets import register_secret_env
 from runner.errors import StageFailure
 from runner.load import Binding

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.launch.config import LaunchConfig
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -30,7 +32,7 @@ class StageSpec(Strict):
     batch_size: int | None = Field(None, ge=1, description="records per process() call (map components)")
     concurrency: int = Field(1, ge=1, description="batches processed at once (map components)")
     retries: int = Field(2, ge=0, description="extra attempts for a failed record before the failures ledger")
-    launch: dict[str, Any] | None = Field(None, description="multi-process launch for trainers (accelerate)")
+    launch: LaunchConfig | None = Field(None, description="multi-process launch for trainers (accelerate)")
 
 
 class PublishSpec(Strict):

@@ -108,7 +108,7 @@ class PypiSource(Source):
 
 class FileSource(Source):
     """``file://path``: a local model folder (an HF folder, a sentence-transformers folder, or a
-    trained-model folder holding ``recipe_model.json``)."""
+    folder a recipe trained, see ``registry.model_folder``)."""
 
     path: Path
 

@@ -18,14 +18,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from registry.model_folder import load_causal_lm, load_config, load_tokenizer
 from registry.resolved import ResolvedModel
 from runner.backends.base import LLM, ChatResult, Sampling, ScoreResult, TokenLogprob, Usage
-from runner.backends.hf_loading import (
-    chat_prompt_ids,
-    load_causal_lm,
-    load_config,
-    load_tokenizer,
-)
+from runner.backends.hf_loading import chat_prompt_ids
 
 
 class TransformersLLM(LLM):

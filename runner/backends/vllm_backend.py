@@ -17,15 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from registry.model_folder import load_config, load_tokenizer, model_folder
 from registry.resolved import ResolvedModel
 from runner.backends.base import LLM, ChatResult, Sampling, ScoreResult, TokenLogprob, Usage
-from runner.backends.hf_loading import (
-    chat_prompt_ids,
-    load_config,
-    load_tokenizer,
-    model_folder,
-    trained_info,
-)
+from runner.backends.hf_loading import chat_prompt_ids, trained_info
 from runner.backends.options import VLLMOptions
 
 # the engine arguments a zoo entry's ``serving`` or a recipe's options may set (declared in ``VLLMOptions``)
@@ -135,7 +130,7 @@ def merged_folder(folder: Path) -> Path:
         return target
     import shutil
 
-    from runner.backends.hf_loading import load_causal_lm
+    from registry.model_folder import load_causal_lm
 
     config = load_config(folder)
     dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32"
