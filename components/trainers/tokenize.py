@@ -30,8 +30,7 @@ if TYPE_CHECKING:
 
 IGNORE_INDEX = -100
 ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\ufeff"))
-STATS_NAME = "tokenize"  # the counts of a run, through the context's side-statistics channel
-STATS_FILE = "tokenize_stats.json"  # the same counts, as train.sft still writes them beside its model
+STATS_NAME = "tokenize"  # the counts of a run, kept through the context's side-statistics channel
 
 
 @dataclass

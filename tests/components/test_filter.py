@@ -6,13 +6,12 @@ import pytest
 from pydantic import ValidationError
 
 from components.selectors.filter import Filter
-from tests.components.stats_ctx import StatsCtx
 from tests.fakes import FakeCtx
 
 
 def run(tmp_path, records, **params):
     comp = Filter(Filter.Params(**params))
-    ctx = StatsCtx(comp.params, tmp=tmp_path)
+    ctx = FakeCtx(comp.params, tmp=tmp_path)
     out = comp.run({"records": records}, ctx)
     return out, comp.summarize(out, ctx)
 

@@ -10,8 +10,8 @@ from components.trainers.tokenize import (
     tokenize_messages,
     tokenize_records,
 )
-from tests.components.stats_ctx import StatsCtx
 from tests.components.test_sft_tiny import make_tokenizer, one_torch_thread, resolved, tiny_folder  # noqa: F401
+from tests.fakes import FakeCtx
 
 X = IGNORE_INDEX
 
@@ -195,11 +195,11 @@ def test_component_writes_counts_into_metrics(tmp_path, tiny_folder):  # noqa: F
         {"id": "b", "messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": ""}]},
     ]
     comp = Tokenize(TokenizeParams(max_length=64))
-    ctx = StatsCtx(params=comp.params, tmp=tmp_path, models={("source", "base"): resolved(tiny_folder)})
+    ctx = FakeCtx(params=comp.params, tmp=tmp_path, models={("source", "base"): resolved(tiny_folder)})
     out = comp.run({"records": recs}, ctx)
     assert [r["id"] for r in out] == ["a"]
     assert set(out[0]) == {"id", "input_ids", "labels"}
     metrics = comp.summarize(out, ctx)
     assert metrics["rows_in"] == 2 and metrics["rows_out"] == 1 and metrics["dropped_no_target"] == 1
     assert ctx.load_stats("tokenize")["target_tokens"] == 2  # through the stats channel, no side file
-    assert sorted(p.name for p in ctx.artifact_dir.iterdir()) == ["stats"]
+    assert list(ctx.artifact_dir.iterdir()) == []
