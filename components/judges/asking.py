@@ -18,6 +18,14 @@ Every conversation gets a ``Verdict``: the parsed ``value`` (None when no reply 
 that came back (kept for the failures ledger or a ``*_raw`` field), the number of calls made and the last
 call's backend error. What a judge does with an unparsed verdict is its own decision (fail the record
 with ``Verdict.failure``, keep it with a null score, score it 0): the helper only asks.
+
+A judge declares the two settings under these names: ``tries`` (asks per conversation, at least 1) and
+``retry_temperature``. Typical use in a judge's ``process``::
+
+    verdicts = ask_until_parsed(ctx.model("judge"), conversations, sampling, parse_rating,
+                                tries=p.tries, retry_temperature=p.retry_temperature)
+    return [{**r, "score": v.value, "judge_output": v.reply} if v.parsed else v.failure("[[rating]]")
+            for r, v in zip(batch, verdicts, strict=True)]
 """
 
 from __future__ import annotations
