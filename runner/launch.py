@@ -8,25 +8,27 @@ component; the main process writes the records the parent then reads back.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from runner.errors import StageFailure
+from runner.schema import StageSpec
 from runner.store import read_jsonl, write_jsonl
 
 
-def run_launched(runner: Any, stage: str, ctx: Any) -> list[dict]:
+def run_launched(spec: StageSpec, stage: str, ctx: Any, *, run_root: Path,
+                 say: Callable[[str], None]) -> list[dict]:
     from components.trainers.launch import LaunchConfig, accelerate_command
 
-    spec = runner.recipe.stages[stage]
     launch = LaunchConfig.model_validate(spec.launch)
     for port, records in ctx.inputs.items():
         write_jsonl(ctx.scratch / f"input.{port}.jsonl", records)
     out = ctx.scratch / "worker_records.jsonl"
     out.unlink(missing_ok=True)
-    args = [str(runner.store.root), stage]
+    args = [str(run_root), stage]
     cmd = accelerate_command(launch, "runner.worker", args)
-    runner._say(f"{stage}: launching {launch.num_processes} processes: {' '.join(cmd)}")
+    say(f"{stage}: launching {launch.num_processes} processes: {' '.join(cmd)}")
     proc = subprocess.run(cmd, cwd=Path.cwd())
     if proc.returncode != 0:
         raise StageFailure(stage, f"launched workers exited with status {proc.returncode} (see run.log)")
