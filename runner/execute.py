@@ -19,7 +19,6 @@ from runner.models import ModelManager
 from runner.progress import Progress
 from runner.results import StageResult
 from runner.stage import RunSettings, StageRun, decide
-from runner.store import RunStore
 
 __all__ = ["Runner", "ShardDone", "StageResult"]
 
@@ -40,10 +39,6 @@ class Runner:
         self.models = ModelManager(self.folders.zoo, self.trained_model_dir, locked=locked, progress=self.say)
         self.results: dict[str, StageResult] = {}
 
-    @property
-    def store(self) -> RunStore:
-        return self.folders.store
-
     def say(self, msg: str) -> None:
         """A line for the log and, dimmed, for the console (model downloads, launches)."""
         log.info(msg)
@@ -53,9 +48,7 @@ class Runner:
     def trained_model_dir(self, stage: str) -> Path:
         return self.folders.dir(stage) / "model"
 
-    def fingerprints(self) -> dict[str, str]:
-        return self.folders.fingerprints()
-
+    # a launched worker (runner.worker) rebuilds the run and asks these of it
     def stage_dir(self, stage: str) -> Path:
         return self.folders.dir(stage)
 
