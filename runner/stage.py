@@ -133,11 +133,7 @@ class StageRun:
             "params": comp.params.model_dump(mode="json"), "produces_model": comp.produces_model}, start)
         total = len(inputs[map_port(comp, self.spec, s)]) if isinstance(comp, MapComponent) else None
         bar = progress.stage(s, total, meter)
-        seed = folders.seed(s)
-        seed_everything(seed)
-        ctx = StageContext(stage=s, params=comp.params, seed=seed, stage_dir=sdir, bindings=self.bindings,
-                           models=self.models, inputs=inputs, meter=meter, on_advance=bar.advance,
-                           journal=sdir / shard_name("calls", self.settings.shard))
+        ctx = self._context(sdir, inputs, meter, bar)
         log.info("stage %s (%s): running → %s", s, comp.type, sdir)
         try:
             output = self._execute(ctx, inputs, bar)
@@ -161,6 +157,15 @@ class StageRun:
         seconds = manifest.done(output.counts, usage)
         log.info("stage %s: done in %.1fs, %s", s, seconds, output.counts)
         return StageResult(s, fp, "ran", sdir, output.counts, seconds, usage, metrics)
+
+    def _context(self, sdir: Path, inputs: dict[str, list[dict]], meter: Meter, bar: StageProgress) -> StageContext:
+        """The component's ``ctx``, after seeding the global RNGs with the stage's seed."""
+        seed = self.folders.seed(self.stage)
+        seed_everything(seed)
+        # each shard journals its calls in a file of its own; every journal of the stage is replayed
+        return StageContext(stage=self.stage, params=self.comp.params, seed=seed, stage_dir=sdir,
+                            bindings=self.bindings, models=self.models, inputs=inputs, meter=meter,
+                            on_advance=bar.advance, journal=sdir / shard_name("calls", self.settings.shard))
 
     def _execute(self, ctx: StageContext, inputs: dict[str, list[dict]], bar: StageProgress) -> StageOutput:
         if isinstance(self.comp, MapComponent):
