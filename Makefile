@@ -27,7 +27,10 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(BIN)/recipe run $(RECIPE) $(ARGS)
 
+# lint, the import contract (the layering in README "Architecture"), then the tests and docstring examples
 test: setup
+	$(BIN)/ruff check runner registry components tests bench
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: setup
@@ -35,6 +38,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check runner registry components tests bench
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) runs

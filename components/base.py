@@ -10,7 +10,9 @@ a ``Params`` pydantic model and one of two shapes:
 * ``WholeComponent`` takes all its inputs at once: ``run(inputs, ctx) -> list[dict]``.
 
 Both may define ``summarize(records, ctx) -> dict`` (written to ``metrics.json``) and
-``report(records, metrics, ctx) -> str`` (a markdown section for ``report.md``).
+``report(records, metrics, ctx) -> str`` (a markdown section for ``report.md``). Side statistics that
+``summarize`` or the report need (counts, training curves) go through ``ctx.save_stats`` /
+``ctx.load_stats``; a component never writes or reads its own side files.
 
 Components never open another stage's files, never import a backend, and import torch/transformers
 inside functions so that ``recipe validate`` stays instant.
@@ -117,6 +119,13 @@ class Context(Protocol):
 
     def advance(self, n: int = 1, total: int | None = None) -> None: ...
 
+    def save_stats(self, name: str, data: Any) -> None:
+        """Keep side statistics or report data (JSON-able) under ``name``; written atomically by the
+        runner into the stage folder, so ``summarize`` and the report can read them back."""
+
+    def load_stats(self, name: str, default: Any = None) -> Any:
+        """What ``save_stats(name, ...)`` kept in this stage run, or ``default``."""
+
 
 class Component:
     """Base class; subclass ``MapComponent`` or ``WholeComponent``."""
@@ -140,6 +149,11 @@ class Component:
     prompts: ClassVar[dict[str, str]] = {}
     # a trainer sets this: its ``artifact_dir/model`` can be used as a model by later stages
     produces_model: ClassVar[bool] = False
+    # prompt-template param -> the input port whose records fill it: ``recipe validate`` checks every
+    # field a template names against the fields that port's records carry (when they are known)
+    template_params: ClassVar[dict[str, str]] = {}
+    # names a template may use that the component fills itself rather than the record (e.g. a scale)
+    template_vars: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -147,6 +161,17 @@ class Component:
     def output_fields(self) -> Fields | None:
         """Fields of the output records (may depend on params)."""
         return self.outputs
+
+    def template_fields(self) -> dict[str, tuple[str, list[str]]]:
+        """Template param -> (input port, record fields it reads), for each template set in params."""
+        from components.templates import template_fields  # the one template syntax
+
+        out: dict[str, tuple[str, list[str]]] = {}
+        for param, port in self.template_params.items():
+            text = getattr(self.params, param, None)
+            if isinstance(text, str):
+                out[param] = (port, [f for f in template_fields(text) if f not in self.template_vars])
+        return out
 
     def prompt_texts(self) -> dict[str, str]:
         """Prompt templates in use with these params (override when params choose the prompt)."""

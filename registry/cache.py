@@ -29,6 +29,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from registry.atomic import atomic_write_text
+
 RECORD_FILE = "pull.json"
 MODEL_DIR = "model"
 _CHUNK = 1 << 20
@@ -86,10 +88,7 @@ def read_record(uri: str) -> PullRecord | None:
 
 def write_record(folder: Path, record: PullRecord) -> None:
     """Write ``pull.json`` into ``folder`` atomically (temp file + rename)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{RECORD_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(record.model_dump_json(indent=2))
-    os.replace(tmp, folder / RECORD_FILE)
+    atomic_write_text(folder / RECORD_FILE, record.model_dump_json(indent=2))
 
 
 def _pid_alive(pid: int) -> bool:

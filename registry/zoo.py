@@ -22,10 +22,7 @@ through it without loading any model library.
 
 from __future__ import annotations
 
-import difflib
-import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -33,8 +30,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from registry.api_spec import PRICE_FIELDS, ApiSpec
+from registry.atomic import atomic_write_text
 from registry.cache import PullRecord, read_record, zoo_home
-from registry.resolved import TRAINED_MODEL_FILE, ResolvedModel
+from registry.model_folder import read_trained
+from registry.resolved import ResolvedModel
 from registry.sources import (
     FileSource,
     OpenAISource,
@@ -44,6 +44,8 @@ from registry.sources import (
     SourceError,
     parse_source,
 )
+from registry.suggest import did_you_mean
+from registry.yamlpos import YamlSyntaxError, load_yaml
 
 
 def _builtin_zoo() -> Path:
@@ -61,29 +63,6 @@ BUILTIN_ZOO = _builtin_zoo()
 USER_ZOO_NAME = "zoo.yaml"
 UNPINNED_NOTE = "unpinned: the lockfile records the commit resolved at pull"
 _log = logging.getLogger(__name__)
-
-
-class ApiSpec(BaseModel):
-    """How to call an API model and what it costs. Prices are USD per million tokens."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_id: str = Field(description="Model name sent to the API (e.g. 'gpt-4o-2024-05-13').")
-    base_url: str | None = Field(
-        default=None, description="OpenAI-compatible endpoint; None means the openai client's default."
-    )
-    api_key_env: str = Field(
-        default="OPENAI_API_KEY",
-        description="Name of the environment variable holding the key (never the key).",
-    )
-    input_per_mtok: float = Field(ge=0, description="USD per 1M prompt tokens.")
-    output_per_mtok: float = Field(ge=0, description="USD per 1M completion tokens.")
-    price_note: str | None = Field(
-        default=None, description="Where the prices come from (e.g. a conversion)."
-    )
-    rpm: int | None = Field(default=None, gt=0, description="Requests per minute allowed; None = no limit.")
-    tpm: int | None = Field(default=None, gt=0, description="Tokens per minute allowed; None = no limit.")
-    concurrency: int = Field(default=16, gt=0, description="Requests in flight at once.")
 
 
 class ZooEntry(BaseModel):
@@ -144,6 +123,9 @@ class ZooEntry(BaseModel):
         is_api = self.source.startswith("openai://")
         if is_api and self.api is None:
             raise ValueError("an openai:// model needs an 'api' block (model_id and prices)")
+        if is_api and self.api is not None and not set(PRICE_FIELDS) <= self.api.model_fields_set:
+            missing = " and ".join(f for f in PRICE_FIELDS if f not in self.api.model_fields_set)
+            raise ValueError(f"the 'api' block needs {missing} (USD per 1M tokens; 0 for a free endpoint)")
         if not is_api and self.api is not None:
             raise ValueError("'api' is only for openai:// sources")
         return self
@@ -171,45 +153,24 @@ class ZooFileError(ValueError):
         self.problems = problems
 
 
-# libyaml's loader when available: the zoo file is read on every `recipe validate`
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _key_marks(text: str) -> dict[tuple[str, ...], str]:
-    """'line:col' of each entry key and each field key under ``models:``, from PyYAML's node marks."""
-    marks: dict[tuple[str, ...], str] = {}
-    try:
-        root = yaml.compose(text, Loader=_LOADER)
-    except yaml.YAMLError:
-        return marks
-    if not isinstance(root, yaml.MappingNode):
-        return marks
-    for key, value in root.value:
-        if key.value != "models" or not isinstance(value, yaml.MappingNode):
-            continue
-        for name_node, body in value.value:
-            marks[(name_node.value,)] = f"{name_node.start_mark.line + 1}:{name_node.start_mark.column + 1}"
-            if isinstance(body, yaml.MappingNode):
-                for field_node, _ in body.value:
-                    mark = field_node.start_mark
-                    marks[(name_node.value, field_node.value)] = f"{mark.line + 1}:{mark.column + 1}"
-    return marks
-
-
 def read_zoo_file(path: Path) -> list[ZooEntry]:
     """Read and check one zoo file; raise ZooFileError listing every problem at once."""
-    text = path.read_text()
     try:
-        data = yaml.load(text, Loader=_LOADER) or {}
-    except yaml.YAMLError as exc:
+        data, smap = load_yaml(path, merge_keys=True)
+    except YamlSyntaxError as exc:
         raise ZooFileError([f"{path}: not valid YAML: {exc}"]) from None
+    data = data or {}
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict) or set(data) - {"models"}:
         raise ZooFileError([f"{path}: expected a mapping with one key, 'models: {{name: entry, ...}}'"])
-    marks = _key_marks(text)
+
+    def at(*key: str) -> str:
+        """file:line:col of the key ``models.<key...>`` (or of its closest parent)."""
+        return str(smap.find(("models", *key), key=True) or f"{path}:1:1")
+
     entries, problems = [], []
     for name, body in models.items():
-        where = f"{path}:{marks.get((str(name),), '1:1')}"
+        where = at(str(name))
         if not isinstance(body, dict):
             problems.append(f"{where}: models.{name}: expected a mapping of fields")
             continue
@@ -220,11 +181,10 @@ def read_zoo_file(path: Path) -> list[ZooEntry]:
             for err in exc.errors():
                 loc = [str(p) for p in err["loc"]]
                 key = (str(name), loc[0]) if loc else (str(name),)
-                at = marks.get(key) or marks.get((str(name),), "1:1")
-                problems.append(f"{path}:{at}: models.{'.'.join([str(name), *loc])}: {err['msg']}")
+                problems.append(f"{at(*key)}: models.{'.'.join([str(name), *loc])}: {err['msg']}")
             continue
         except SourceError as exc:
-            problems.append(f"{path}:{marks.get((str(name), 'source'), '1:1')}: models.{name}.source: {exc}")
+            problems.append(f"{at(str(name), 'source')}: models.{name}.source: {exc}")
             continue
         if isinstance(source, FileSource):  # relative to this file, made absolute once here
             entry = entry.model_copy(update={"source": source.uri})
@@ -277,9 +237,7 @@ class Zoo:
             return self._entries[name]
         if name in self._aliases:
             return self._entries[self._aliases[name]]
-        known = {n.lower(): n for n in [*self._entries, *self._aliases]}
-        close = difflib.get_close_matches(name.lower(), list(known), n=3, cutoff=0.6)
-        raise UnknownModel(name, [known[c] for c in close])
+        raise UnknownModel(name, did_you_mean(name, [*self._entries, *self._aliases]))
 
     def entry_for(self, name_or_uri: str) -> tuple[ZooEntry, Source]:
         """The entry and parsed source for a zoo name or an inline source URI.
@@ -387,12 +345,11 @@ class Zoo:
         )
 
     def _trained_base(self, path: Path | None) -> ZooEntry | None:
-        marker = path / TRAINED_MODEL_FILE if path else None
-        if marker is None or not marker.is_file():
+        info = read_trained(path) if path else None
+        if info is None or info.base is None:
             return None
-        base = json.loads(marker.read_text()).get("base")
         try:
-            return self.get(base) if isinstance(base, str) else None
+            return self.get(info.base)
         except UnknownModel:
             return None
 
@@ -411,8 +368,5 @@ def add_user_entry(entry: ZooEntry) -> Path:
         data = yaml.safe_load(path.read_text()) or {"models": {}}
         data.setdefault("models", {})
     data["models"][entry.name] = entry.model_dump(mode="json", exclude={"name"}, exclude_defaults=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return path

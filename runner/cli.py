@@ -52,7 +52,7 @@ def cmd_validate(args) -> int:
 def _setup_logging(run_root: Path, verbose: bool) -> None:
     import logging
 
-    from runner.secrets import RedactingFilter
+    from registry.secrets import RedactingFilter
 
     run_root.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
@@ -95,7 +95,7 @@ def cmd_run(args) -> int:
             print(f"--shard {args.shard!r}: expected I/N with 0 <= I < N, e.g. 0/4", file=sys.stderr)
             return EXIT_RECIPE
         if args.stage and len(args.stage) == 1 and args.stage[0] not in loaded.components:
-            from runner.errors import suggestion
+            from registry.suggest import suggestion
 
             print(f"--stage {args.stage[0]!r}: no such stage" + suggestion(args.stage[0], loaded.order),
                   file=sys.stderr)
@@ -126,7 +126,7 @@ def cmd_run(args) -> int:
     except StageFailure as e:
         from rich.markup import escape
 
-        from runner.secrets import redact
+        from registry.secrets import redact
 
         console.print(f"[bold red]failed:[/] {escape(redact(str(e)))}")
         console.print("Fix the cause and run the same command again: finished records and calls are reused.")
@@ -185,7 +185,7 @@ def cmd_components(args) -> int:
 
 def cmd_show(args) -> int:
     from registry import components as reg
-    from runner.errors import suggestion
+    from registry.suggest import suggestion
 
     try:
         cls = reg.get(args.type)

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from components.base import Params
+from registry.atomic import atomic_write_json
+from registry.jsonio import read_json
 from runner.callcache import CachedLLM, Meter
 from runner.errors import StageFailure
 from runner.load import Binding
@@ -60,6 +62,17 @@ class StageContext:
     def advance(self, n: int = 1, total: int | None = None) -> None:
         if self._on_advance:
             self._on_advance(n, total)
+
+    def save_stats(self, name: str, data: Any) -> None:
+        atomic_write_json(self.stats_path(name), data)
+
+    def load_stats(self, name: str, default: Any = None) -> Any:
+        return read_json(self.stats_path(name), default)
+
+    def stats_path(self, name: str) -> Path:
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(f"stats name {name!r}: use a plain file-name stem")
+        return self.artifact_dir / "stats" / f"{name}.json"
 
     def __repr__(self) -> str:
         return f"StageContext({self.stage!r})"

@@ -2,26 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from runner.yamlpos import Pos, SourceMap
-
-
-def did_you_mean(word: str, options: Iterable[str], n: int = 3) -> list[str]:
-    """Close matches of ``word`` among ``options`` (case-insensitive, best first)."""
-    opts = list(options)
-    lower = {o.lower(): o for o in opts}
-    hits = difflib.get_close_matches(str(word).lower(), list(lower), n=n, cutoff=0.6)
-    return [lower[h] for h in hits]
-
-
-def suggestion(word: str, options: Iterable[str]) -> str:
-    hits = did_you_mean(word, options)
-    if not hits:
-        return ""
-    return " — did you mean " + " or ".join(repr(h) for h in hits) + "?"
+from registry.yamlpos import Pos, SourceMap
 
 
 @dataclass

@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
+from registry.secrets import redact
 from runner.fingerprint import relative_to, text_hash
 from runner.folders import StageFolders
 from runner.paths import is_path_field, resolve_one
-from runner.secrets import redact
 
 PACKAGES = ("recipe-zoo", "torch", "transformers", "peft", "accelerate", "huggingface_hub", "openai", "datasets",
             "pydantic", "nltk", "gguf", "safetensors", "tokenizers", "vllm")

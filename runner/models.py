@@ -7,10 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from registry.resolved import TRAINED_MODEL_FILE, ResolvedModel
+from registry.model_folder import TRAINED_MODEL_FILE
+from registry.resolved import ResolvedModel
+from registry.secrets import register_secret_env
 from runner.errors import StageFailure
 from runner.load import Binding
-from runner.secrets import register_secret_env
 
 
 class ModelManager:
@@ -70,9 +71,10 @@ class ModelManager:
         from runner.backends import open_embedder
 
         with self._lock:
-            if b.ref not in self._embedders:
-                self._embedders[b.ref] = open_embedder(self.resolve(b))
-            return self._embedders[b.ref]
+            key = f"{b.ref}:{sorted(b.options.items())!r}"
+            if key not in self._embedders:
+                self._embedders[key] = open_embedder(self.resolve(b), options=dict(b.options))
+            return self._embedders[key]
 
     def pins(self) -> dict[str, dict]:
         """Source and pin of every zoo model opened so far, by the name the recipe used for it."""

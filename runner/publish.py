@@ -4,12 +4,14 @@
 publishes, per artifact stage:
 
 * a stage with ``model/`` → a **model** repo: the model folder's files (weights or adapter, tokenizer,
-  ``recipe_model.json``) at the top;
+  its metadata, see ``registry.model_folder``) at the top;
 * any other stage → a **dataset** repo: ``data/records.jsonl``.
 
 Both also get ``README.md`` (the card: counts, fields or base model, metrics, the recipe, the lockfile and
 the one-line reproduce command ``recipe run recipe.lock.yaml``), ``recipe.yaml``, ``recipe.lock.yaml``,
-``manifest.json`` and ``metrics.json`` when the stage has metrics.
+``manifest.json`` and ``metrics.json`` when the stage has metrics. Cards are written by publishing only
+(``runner.cards``): a trainer writes its model and the metadata (base, adapter or not, a training summary)
+that the card shows.
 
 Targets:
 
@@ -26,10 +28,8 @@ No secret is ever written: every text file that goes out passes through the same
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -40,15 +40,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field
 
-from registry.resolved import TRAINED_MODEL_FILE
-from runner.errors import suggestion
-from runner.secrets import secret_values
-from runner.store import read_json
+from registry.jsonio import read_json
+from registry.secrets import secret_values
+from registry.suggest import suggestion
+from runner.cards import slug, stage_card
 
 log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = {".json", ".jsonl", ".md", ".txt", ".yaml", ".yml", ".jinja", ".py", ".csv", ".tsv"}
-REPRODUCE = "recipe run recipe.lock.yaml"
 MASK = "***"
 
 
@@ -103,7 +102,9 @@ def _copy(src: Path, dst: Path, mask: Callable[[str], str]) -> None:
 # ---------------------------------------------------------------------------------------------- run folder
 
 @dataclass
-class _Stage:
+class Artifact:
+    """One stage of a finished run, as publish reads it from the run folder."""
+
     name: str
     dir: Path
     manifest: dict[str, Any]
@@ -133,17 +134,17 @@ class _Stage:
         return read_json(self.dir / "metrics.json")
 
 
-def _stages(run_dir: Path) -> dict[str, _Stage]:
+def _stages(run_dir: Path) -> dict[str, Artifact]:
     latest = run_dir / "latest.json"
     if not latest.is_file():
         raise PublishError(f"{run_dir}: not a run folder (no latest.json)")
     out = {}
     for name, rel in (read_json(latest, {}) or {}).get("stages", {}).items():
-        out[name] = _Stage(name=name, dir=run_dir / rel, manifest=read_json(run_dir / rel / "manifest.json", {}))
+        out[name] = Artifact(name=name, dir=run_dir / rel, manifest=read_json(run_dir / rel / "manifest.json", {}))
     return out
 
 
-def _choose(stages: dict[str, _Stage], artifacts: list[str] | None) -> list[_Stage]:
+def _choose(stages: dict[str, Artifact], artifacts: list[str] | None) -> list[Artifact]:
     if artifacts is None:
         chosen = []
         for s in stages.values():
@@ -180,98 +181,9 @@ def _recipe_dir(run_dir: Path, lock: dict[str, Any]) -> Path | None:
     return (run_dir / rel).resolve() if isinstance(rel, str) else None
 
 
-def _slug(text: str) -> str:
-    """A repo-name-safe version of a stage or recipe name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "artifact"
-
-
-# ---------------------------------------------------------------------------------------------- cards
-
-def _fenced(text: str, lang: str) -> str:
-    """A code block whose fence is longer than any backtick run inside ``text``."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
-
-
-def _field_table(records: Path) -> tuple[int, str]:
-    """(number of records, a markdown table: field, in how many records, value types)."""
-    seen: dict[str, int] = {}
-    types: dict[str, set[str]] = {}
-    n = 0
-    with records.open(encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            n += 1
-            for key, value in json.loads(line).items():
-                seen[key] = seen.get(key, 0) + 1
-                types.setdefault(key, set()).add("null" if value is None else type(value).__name__)
-    rows = ["| field | records | types |", "| --- | ---: | --- |"]
-    rows += [f"| `{k}` | {c} | {', '.join(sorted(types[k]))} |" for k, c in seen.items()]
-    return n, "\n".join(rows)
-
-
-def _hub_id(source: str | None) -> str | None:
-    if source and source.startswith("hf://"):
-        return source[len("hf://"):].split("@", 1)[0]
-    return None
-
-
-def _card(stage: _Stage, title: str, recipe_name: str, recipe_text: str | None, lock_text: str | None) -> str:
-    m = stage.manifest
-    front: dict[str, Any] = {"tags": ["recipe-zoo", _slug(recipe_name)]}
-    body = [f"# {title}", ""]
-    if stage.kind == "model":
-        info_path = stage.model_dir / TRAINED_MODEL_FILE
-        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
-        adapter = bool(info.get("adapter"))
-        front["library_name"] = "peft" if adapter else "transformers"
-        if base := _hub_id(info.get("base_source")):
-            front["base_model"] = base
-        body += [
-            f"Model trained by stage `{stage.name}` (`{m.get('type', '?')}`) of the recipe `{recipe_name}`.",
-            "",
-            f"- base model: `{info.get('base', '?')}` (`{info.get('base_source', '?')}`)",
-            f"- weights: {'a PEFT adapter over the base model' if adapter else 'the full model'}",
-        ]
-        trainer_card = stage.model_dir / "README.md"  # the trainer's own notes, kept under ours
-        if trainer_card.is_file():
-            notes = re.sub(r"\A---\n.*?\n---\n", "", trainer_card.read_text(encoding="utf-8"), flags=re.DOTALL)
-            body += ["", "## Training notes", "", notes.strip()]
-    else:
-        front["configs"] = [{"config_name": "default", "data_files": "data/records.jsonl"}]
-        n, table = _field_table(stage.records)
-        counts = m.get("counts", {})
-        body += [
-            (f"Dataset written by stage `{stage.name}` (`{m.get('type', '?')}`) of the recipe `{recipe_name}`: "
-             f"{n} records in `data/records.jsonl`."),
-            "",
-            "| in | out | failed |",
-            "| ---: | ---: | ---: |",
-            f"| {counts.get('in', '?')} | {counts.get('out', '?')} | {counts.get('failed', '?')} |",
-            "",
-            "## Fields",
-            "",
-            table,
-        ]
-    body += ["", f"Stage fingerprint: `{m.get('fingerprint', '?')}`.", "", "## Metrics", ""]
-    metrics = stage.metrics()
-    body.append(_fenced(json.dumps(metrics, indent=2, ensure_ascii=False), "json") if metrics else "None.")
-    body += ["", "## Reproduce", "", "With `recipe-zoo` installed:", "", _fenced(REPRODUCE, "bash"), ""]
-    for heading, text, name in (("Recipe", recipe_text, "recipe.yaml"), ("Lockfile", lock_text, "recipe.lock.yaml")):
-        body += [f"## {heading}", ""]
-        if text is None:
-            body += [f"`{name}` was not found in the run folder.", ""]
-        else:
-            body += [f"<details><summary>{name}</summary>", "", _fenced(text, "yaml"), "", "</details>", ""]
-    head = yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
-    return f"---\n{head}---\n\n" + "\n".join(body).rstrip() + "\n"
-
-
 # ---------------------------------------------------------------------------------------------- layout
 
-def _write_artifact(stage: _Stage, dest: Path, title: str, recipe_name: str, run_dir: Path,
+def _write_artifact(stage: Artifact, dest: Path, title: str, recipe_name: str, run_dir: Path,
                     mask: Callable[[str], str]) -> list[str]:
     """Fill ``dest`` with the repo layout of one stage; returns the relative file paths."""
     if stage.kind == "model":
@@ -288,7 +200,7 @@ def _write_artifact(stage: _Stage, dest: Path, title: str, recipe_name: str, run
     for name in ("manifest.json", "metrics.json"):
         if (stage.dir / name).is_file():
             _copy(stage.dir / name, dest / name, mask)
-    card = _card(stage, title, recipe_name, texts["recipe.yaml"], texts["recipe.lock.yaml"])
+    card = stage_card(stage, title, recipe_name, texts["recipe.yaml"], texts["recipe.lock.yaml"])
     (dest / "README.md").write_text(mask(card), encoding="utf-8")
     return sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
 
@@ -302,7 +214,7 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _register_model(zoo_name: str, folder: Path, stage: _Stage, recipe_name: str) -> None:
+def _register_model(zoo_name: str, folder: Path, stage: Artifact, recipe_name: str) -> None:
     from registry.zoo import ZooEntry, add_user_entry  # the zoo module is heavier; only needed here
 
     add_user_entry(ZooEntry(
@@ -343,12 +255,12 @@ def publish_run(run_dir: Path, to: str | None, *, artifacts: list[str] | None = 
     raise PublishError(f"unknown publish target {to!r}: use hf://org/name or file://folder")
 
 
-def _publish_folder(run_dir: Path, folder: Path, chosen: list[_Stage], name: str,
+def _publish_folder(run_dir: Path, folder: Path, chosen: list[Artifact], name: str,
                     mask: Callable[[str], str]) -> list[PublishedItem]:
     items = []
     folder.mkdir(parents=True, exist_ok=True)
     for stage in chosen:
-        label = f"{_slug(name)}-{_slug(stage.name)}"
+        label = f"{slug(name)}-{slug(stage.name)}"
         dest = folder / label
         tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{label}.tmp-"))
         try:
@@ -366,7 +278,7 @@ def _publish_folder(run_dir: Path, folder: Path, chosen: list[_Stage], name: str
     return items
 
 
-def _publish_hub(run_dir: Path, base_repo: str, chosen: list[_Stage], name: str, private: bool, token_env: str,
+def _publish_hub(run_dir: Path, base_repo: str, chosen: list[Artifact], name: str, private: bool, token_env: str,
                  mask: Callable[[str], str]) -> list[PublishedItem]:
     if base_repo.count("/") != 1 or not all(base_repo.split("/")):
         raise PublishError(f"hf://{base_repo}: expected hf://org/name")
@@ -378,7 +290,7 @@ def _publish_hub(run_dir: Path, base_repo: str, chosen: list[_Stage], name: str,
     api = HfApi(token=token)
     items = []
     for stage in chosen:
-        repo_id = base_repo if len(chosen) == 1 else f"{base_repo}-{_slug(stage.name)}"
+        repo_id = base_repo if len(chosen) == 1 else f"{base_repo}-{slug(stage.name)}"
         with tempfile.TemporaryDirectory(prefix="recipe-publish-") as tmp:
             files = _write_artifact(stage, Path(tmp), repo_id, name, run_dir, mask)
             try:

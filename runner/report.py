@@ -6,10 +6,10 @@ import json
 import time
 from typing import Any
 
+from registry.jsonio import read_json, read_jsonl
+from registry.secrets import redact
 from runner.folders import StageFolders
 from runner.results import StageResult
-from runner.secrets import redact
-from runner.store import read_json, read_jsonl
 
 
 def _fmt(v: Any) -> str:
@@ -59,7 +59,7 @@ def build_report(folders: StageFolders, results: dict[str, StageResult], error: 
         if metrics:
             metrics_all[s] = metrics
         if (sdir / "failures.jsonl").exists():
-            failures_all += [(s, f) for f in read_jsonl(sdir / "failures.jsonl")[:3]]
+            failures_all += [(s, f) for f in read_jsonl(sdir / "failures.jsonl", missing_ok=True)[:3]]
         sec = sdir / "report_section.md"
         if sec.exists():
             rel = sdir.relative_to(root)

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.launch.config import LaunchConfig
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -15,9 +17,10 @@ class ModelSpec(Strict):
     """A model role bound to a zoo entry (or an inline source URI), with optional backend options."""
 
     name: str = Field(description="zoo name, or a source URI (hf://, file://, random://, openai://, pypi://)")
-    backend: str | None = Field(None, description="transformers | openai | vllm; default: the zoo entry's")
+    backend: str | None = Field(None, description="transformers | openai | vllm | embed; default: the zoo entry's")
     options: dict[str, Any] = Field(default_factory=dict,
-                                    description="backend options (batch_size, dtype, concurrency, rpm, budget_usd…)")
+                                    description="the backend's options (runner.backends.options), checked "
+                                    "against the backend that serves the model")
 
 
 class StageSpec(Strict):
@@ -29,7 +32,7 @@ class StageSpec(Strict):
     batch_size: int | None = Field(None, ge=1, description="records per process() call (map components)")
     concurrency: int = Field(1, ge=1, description="batches processed at once (map components)")
     retries: int = Field(2, ge=0, description="extra attempts for a failed record before the failures ledger")
-    launch: dict[str, Any] | None = Field(None, description="multi-process launch for trainers (accelerate)")
+    launch: LaunchConfig | None = Field(None, description="multi-process launch for trainers (accelerate)")
 
 
 class PublishSpec(Strict):

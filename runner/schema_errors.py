@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from runner.errors import Problem, suggestion
+from registry.suggest import suggestion
+from runner.errors import Problem
 
 
 def unwrap(ann: Any) -> list[Any]:
@@ -51,21 +52,24 @@ def model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
 
 
 def pydantic_problems(err: ValidationError, model: type[BaseModel], prefix: tuple) -> list[Problem]:
-    out = []
-    for e in err.errors():
-        loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x in ("str", "ModelSpec"))
-                    and not str(x).startswith("function-"))
-        if e["type"] == "extra_forbidden":
-            key = loc[-1]
-            owner = model_at(model, loc[:-1])
-            hint = suggestion(str(key), owner.model_fields) if owner else ""
-            out.append(Problem(prefix + loc, f"unknown key {key!r}{hint}", at_key=True))
-        elif e["type"] == "missing":
-            out.append(Problem(prefix + loc[:-1], f"missing required key {loc[-1]!r}"))
-        else:
-            got = e.get("input")
-            shown = f", got {got!r}" if isinstance(got, (str, int, float, bool)) else ""
-            msg = e["msg"]
-            msg = msg[0].lower() + msg[1:] if msg else msg
-            out.append(Problem(prefix + loc, f"{msg}{shown}"))
-    return out
+    """Every error of ``err`` (raised by ``model``) as a problem under the key path ``prefix``."""
+    return [problem_for(e, model, prefix) for e in err.errors()]
+
+
+def problem_for(e: Any, model: type[BaseModel], prefix: tuple) -> Problem:
+    """One pydantic error (an item of ``ValidationError.errors()``) as a problem: unknown keys point at the
+    key, with a did-you-mean among the keys of the model that owns it."""
+    loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x in ("str", "ModelSpec"))
+                and not str(x).startswith("function-"))
+    if e["type"] == "extra_forbidden":
+        key = loc[-1]
+        owner = model_at(model, loc[:-1])
+        hint = suggestion(str(key), owner.model_fields) if owner else ""
+        return Problem(prefix + loc, f"unknown key {key!r}{hint}", at_key=True)
+    if e["type"] == "missing":
+        return Problem(prefix + loc[:-1], f"missing required key {loc[-1]!r}")
+    got = e.get("input")
+    shown = f", got {got!r}" if isinstance(got, (str, int, float, bool)) else ""
+    msg = e["msg"]
+    msg = msg[0].lower() + msg[1:] if msg else msg
+    return Problem(prefix + loc, f"{msg}{shown}")

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from registry.atomic import atomic_write_text
+from registry.secrets import redact
 from runner.execute import Runner
 from runner.load import LoadedRecipe
 from runner.lock import build_lock, dump_lock
 from runner.map_stage import ShardDone
 from runner.report import build_report
-from runner.secrets import redact
-from runner.store import atomic_write_text
 
 log = logging.getLogger("recipe.run")
 
@@ -26,7 +26,8 @@ def with_dependencies(loaded: LoadedRecipe, stages: list[str]) -> list[str]:
         if s in want:
             continue
         if s not in loaded.deps:
-            from runner.errors import StageFailure, suggestion
+            from registry.suggest import suggestion
+            from runner.errors import StageFailure
 
             raise StageFailure(s, "no such stage" + suggestion(s, loaded.order))
         want.add(s)

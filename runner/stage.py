@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from components.base import MapComponent
+from registry.atomic import atomic_write_json, atomic_write_text
+from registry.jsonio import read_json, write_jsonl
 from runner.backends.base import BudgetExceeded
 from runner.callcache import Meter
 from runner.context import StageContext
@@ -22,7 +24,6 @@ from runner.map_stage import MapStageRun, Shard, ShardDone, map_port, shard_name
 from runner.models import ModelManager
 from runner.progress import Progress, StageProgress
 from runner.results import StageOutput, StageResult
-from runner.store import atomic_write_json, atomic_write_text, read_json, write_jsonl
 from runner.whole_stage import run_whole
 
 log = logging.getLogger("recipe.run")

@@ -1,53 +1,16 @@
-"""The run folder on disk: atomic writes, the per-stage write-ahead log, manifests."""
+"""The run folder on disk: the per-stage write-ahead log, manifests, latest stage folders."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from runner.secrets import redact
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder + rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(redact(text))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def read_json(path: Path, default: Any = None) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return default
+from registry.atomic import atomic_write_json
+from registry.jsonio import dumps_line, read_json, read_jsonl
+from registry.secrets import redact
 
 
 def read_complete_lines(path: Path) -> list[dict]:
@@ -99,10 +62,10 @@ class AppendLog:
     def __iter__(self) -> Iterator[dict]:
         if not self.path.exists():
             return iter(())
-        return iter(read_jsonl(self.path))
+        return iter(read_jsonl(self.path, missing_ok=True))
 
     def append(self, *entries: dict) -> None:
-        text = redact("".join(json.dumps(e, ensure_ascii=False, default=str) + "\n" for e in entries))
+        text = redact("".join(dumps_line(e) for e in entries))
         with self._lock, open(self.path, "a", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -132,7 +95,7 @@ class RunStore:
         return int(m.get("revision", 0))
 
     def records(self, stage: str, fingerprint: str) -> list[dict]:
-        return read_jsonl(self.stage_dir(stage, fingerprint) / "records.jsonl")
+        return read_jsonl(self.stage_dir(stage, fingerprint) / "records.jsonl", missing_ok=True)
 
     def set_latest(self, stages: dict[str, str]) -> None:
         latest = read_json(self.root / "latest.json", {}) or {}

@@ -17,10 +17,10 @@ def run_whole(comp: Component, stage: str, spec: StageSpec, ctx: StageContext, i
     """Run a whole stage; one with ``launch: {num_processes: >1}`` runs in ``accelerate launch`` workers,
     which rebuild the recipe from the lockfile in ``run_root``."""
     set_scope(f"whole:{stage}")
-    if spec.launch and int(spec.launch.get("num_processes", 1)) > 1:
+    if spec.launch is not None and spec.launch.num_processes > 1:
         from runner.launch import run_launched
 
-        records = run_launched(spec, stage, ctx, run_root=run_root, say=say)
+        records = run_launched(spec.launch, stage, ctx, run_root=run_root, say=say)
     else:
         records = comp.run(inputs, ctx)
     records = list(records or [])

@@ -6,6 +6,7 @@ states exactly what the "model" says and checks what the component makes of it.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Callable
@@ -75,6 +76,7 @@ class FakeCtx:
         self.inputs = inputs or {}
         self._models = models or {}
         self.advanced = 0
+        self.stats: dict[str, str] = {}
 
     def model(self, slot: str | None = None):
         if slot in self._models:
@@ -89,3 +91,10 @@ class FakeCtx:
 
     def advance(self, n: int = 1, total: int | None = None) -> None:
         self.advanced += n
+
+    def save_stats(self, name: str, data: Any) -> None:
+        """Kept as JSON text, as the runner keeps it: what a component saves must survive a round trip."""
+        self.stats[name] = json.dumps(data)
+
+    def load_stats(self, name: str, default: Any = None) -> Any:
+        return json.loads(self.stats[name]) if name in self.stats else default

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from components.base import Context, Estimate, Fields, Params, WholeComponent
-from runner.store import write_jsonl
+from registry.jsonio import write_jsonl
 
 
 class ExportJsonl(WholeComponent):

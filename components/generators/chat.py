@@ -68,6 +68,7 @@ class ChatGenerate(MapComponent):
     inputs = {"records": Fields()}
     passthrough = "records"
     models = {"llm": ModelSlot(kind="chat", doc="the model that writes the replies")}
+    template_params = {"template": "records", "system": "records"}
 
     class Params(SamplingParams):
         system: str | None = Field(None, description="system message template (optional)")

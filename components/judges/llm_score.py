@@ -76,6 +76,8 @@ class LlmScore(MapComponent):
     inputs = {"records": Fields()}
     passthrough = "records"
     models = {"judge": ModelSlot(kind="chat", doc="the judge model")}
+    template_params = {"template": "records", "system": "records"}
+    template_vars = frozenset({"scale_min", "scale_max"})
     prompts = {
         "digit": (
             "Rate how well the response answers the question, from {scale_min} (useless) to {scale_max} "

@@ -3,50 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
-from typing import IO, Any
 
 from pydantic import Field
 
 from components.base import Context, Estimate, Fields, Params, WholeComponent
-
-
-def _open(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
-
-
-def read_jsonl(path: Path, limit: int | None = None, fields: list[str] | None = None) -> list[dict[str, Any]]:
-    """Records of a JSON Lines file (``.gz`` is decompressed); blank lines are skipped.
-
-    Errors name the file and 1-based line number: a line that is not JSON, not an object, or lacks one of
-    ``fields``.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    records: list[dict[str, Any]] = []
-    with _open(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            if limit is not None and len(records) >= limit:
-                break
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(rec, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-            missing = [name for name in fields or [] if name not in rec]
-            if missing:
-                raise ValueError(
-                    f"{path}:{lineno}: record lacks required field(s) {', '.join(missing)}"
-                    f" (has: {', '.join(sorted(rec)) or 'none'})"
-                )
-            records.append(rec)
-    return records
+from registry.jsonio import read_jsonl
 
 
 class LoadJsonl(WholeComponent):

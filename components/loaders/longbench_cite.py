@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from components.base import Context, Fields, Params, WholeComponent
-from components.loaders.sharegpt import read_json_records
+from registry.jsonio import read_json_records
 
 REQUIRED = ("query", "answer", "context")
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import sys
 
 from pydantic import Field, field_validator, model_validator
 
 from components.base import Context, Estimate, Fields, Params, WholeComponent
+from registry.suggest import suggestion
 
 
 def truncate_paragraphs(text: str, max_chars: int) -> str:
@@ -68,9 +68,7 @@ class LoadPydocTopics(WholeComponent):
 
             for name in names or []:
                 if name not in topics:
-                    near = difflib.get_close_matches(name, list(topics), n=1)
-                    hint = f" — did you mean {near[0]!r}?" if near else ""
-                    raise ValueError(f"unknown pydoc topic {name!r}{hint}")
+                    raise ValueError(f"unknown pydoc topic {name!r}{suggestion(name, topics, n=1)}")
             return names
 
         @model_validator(mode="after")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,6 +9,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from components.base import Context, Fields, Params, WholeComponent
+from registry.jsonio import read_json_records
 
 # ShareGPT speaker names -> chat roles
 ROLE_NAMES: dict[str, str] = {
@@ -98,29 +98,6 @@ class ShareGPTLoader(WholeComponent):
             "dropped": sum(self._dropped.values()),
             "dropped_by_reason": dict(sorted(self._dropped.items())),
         }
-
-
-def read_json_records(path: Path) -> list[Any]:
-    """Records of a .json list or a .jsonl file (decided by the first character, not the suffix)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON list of records")
-        return data
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-    return out
 
 
 def normalise_conversation(item: Any, drop_empty_assistant: bool = True) -> tuple[list[dict], str | None]:

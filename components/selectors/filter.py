@@ -11,7 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from components.base import Context, Estimate, Fields, Params, WholeComponent
-from runner.store import atomic_write_json, read_json
+from registry.atomic import atomic_write_json
+from registry.jsonio import read_json
 
 STATS_FILE = "filter_rules.json"
 

@@ -19,7 +19,6 @@ way in milliseconds; the per-scheme fetch modules are imported only when a model
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import re
@@ -31,6 +30,7 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, ConfigDict
 
 from registry.cache import PullRecord
+from registry.suggest import suggestion
 
 SCHEMES = ("hf", "pypi", "file", "openai", "random")
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
@@ -108,7 +108,7 @@ class PypiSource(Source):
 
 class FileSource(Source):
     """``file://path``: a local model folder (an HF folder, a sentence-transformers folder, or a
-    trained-model folder holding ``recipe_model.json``)."""
+    folder a recipe trained, see ``registry.model_folder``)."""
 
     path: Path
 
@@ -170,11 +170,6 @@ class RandomSource(Source):
         return pull_random(self, ctx)
 
 
-def _did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" — did you mean '{close[0]}'?" if close else ""
-
-
 def _parse_hf(uri: str, rest: str) -> HfSource:
     repo_id, _, revision = rest.partition("@")
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", repo_id):
@@ -209,7 +204,7 @@ def _parse_openai(uri: str, rest: str) -> OpenAISource:
     params = dict(parse_qsl(query, keep_blank_values=True))
     for key, value in params.items():
         if key not in allowed:
-            raise SourceError(f"{uri}: unknown parameter '{key}'{_did_you_mean(key, allowed)}")
+            raise SourceError(f"{uri}: unknown parameter '{key}'{suggestion(key, allowed, n=1)}")
         if key.endswith("_per_mtok") and not re.fullmatch(r"\d+(\.\d*)?", value):
             raise SourceError(f"{uri}: {key} must be a price in USD per 1M tokens, got '{value}'")
     return OpenAISource(uri=uri, model_id=model_id, params=params)
@@ -219,14 +214,14 @@ def _parse_random(uri: str, rest: str) -> RandomSource:
     family, _, query = rest.partition("?")
     if family not in RANDOM_FAMILIES:
         raise SourceError(
-            f"{uri}: unknown family '{family}'{_did_you_mean(family, RANDOM_FAMILIES)} "
+            f"{uri}: unknown family '{family}'{suggestion(family, RANDOM_FAMILIES, n=1)} "
             f"(one of {', '.join(RANDOM_FAMILIES)})"
         )
     given = dict(parse_qsl(query, keep_blank_values=True))
     params: dict[str, int | str] = {}
     for key, value in given.items():
         if key not in RANDOM_PARAMS:
-            raise SourceError(f"{uri}: unknown parameter '{key}'{_did_you_mean(key, tuple(RANDOM_PARAMS))}")
+            raise SourceError(f"{uri}: unknown parameter '{key}'{suggestion(key, tuple(RANDOM_PARAMS), n=1)}")
         if key == "tokenizer":
             params[key] = value
         elif value.isdigit():
@@ -265,4 +260,4 @@ def parse_source(uri: str, base_dir: Path | None = None) -> Source:
         return _parse_openai(uri, rest)
     if scheme == "random":
         return _parse_random(uri, rest)
-    raise SourceError(f"{uri}: unknown source scheme '{scheme}://'{_did_you_mean(scheme, SCHEMES)}")
+    raise SourceError(f"{uri}: unknown source scheme '{scheme}://'{suggestion(scheme, SCHEMES, n=1)}")

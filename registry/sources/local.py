@@ -9,18 +9,15 @@ does not reread it; ``recipe zoo verify`` always rereads everything.
 from __future__ import annotations
 
 from registry.cache import PullRecord, entry_dir, manifest, manifest_digest, read_record, write_record
-from registry.resolved import TRAINED_MODEL_FILE
+from registry.model_folder import MODEL_MARKERS, is_model_folder
 from registry.sources import FileSource, PullContext, SourceError
-
-# A folder is taken for a model when it holds one of these.
-MODEL_MARKERS = ("config.json", TRAINED_MODEL_FILE, "adapter_config.json", "modules.json")
 
 
 def pin_folder(src: FileSource, ctx: PullContext) -> PullRecord:
     folder = src.path
     if not folder.is_dir():
         raise SourceError(f"{src.uri}: no such folder")
-    if not any((folder / marker).is_file() for marker in MODEL_MARKERS):
+    if not is_model_folder(folder):
         raise SourceError(f"{src.uri}: not a model folder (it holds none of {', '.join(MODEL_MARKERS)})")
     previous = read_record(src.canonical)
     files = manifest(folder, previous.files if previous else None)

@@ -4,14 +4,9 @@
 ``open_embedder`` opens a sentence embedder. Nothing heavy is imported here: each backend module imports
 torch / transformers / openai / vllm only when a model is opened or first used.
 
-Options (a stage's ``options`` in the recipe) override the zoo entry's ``serving`` (and, for API models,
-``api``) values:
-
-- transformers: ``batch_size``, ``dtype``, ``device``, ``num_threads``
-- openai: ``concurrency``, ``rpm``, ``tpm``, ``timeout_s``, ``max_retries``, ``budget_usd``, prices, ...
-  (see ``openai_backend.OpenAISettings``)
-- vllm: ``tensor_parallel_size``, ``max_model_len``, ``dtype``, ``gpu_memory_utilization``,
-  ``enable_prefix_caching``, ... (see ``vllm_backend.engine_kwargs``)
+Each backend's options (a model role's ``options`` in the recipe) are a pydantic model in
+``runner.backends.options`` (``OPTIONS``): they override the zoo entry's ``serving`` (and, for API
+models, ``api``) values, and an option the backend does not take is an error, never ignored.
 """
 
 from __future__ import annotations
@@ -31,39 +26,38 @@ def open_llm(model: ResolvedModel, *, options: dict[str, Any] | None = None,
     """The LLM for a resolved model. ``tokenizer_path``: a local folder whose tokenizer the backend uses
     (for API models, to count tokens; the zoo entry's ``tokenizer``)."""
     options = dict(options or {})
+    if model.backend not in LLM_BACKENDS:
+        raise ValueError(
+            f"model {model.name!r}: unknown LLM backend {model.backend!r}; expected one of {', '.join(LLM_BACKENDS)}"
+        )
+    from runner.backends.options import settings_for
+
+    settings = settings_for(model, options)  # an option this backend does not take is an error
     if model.backend == "transformers":
         from runner.backends.transformers_backend import TransformersLLM
 
-        settings = {**model.serving, **options}
         return TransformersLLM(
             model,
-            batch_size=int(settings.get("batch_size", 8)),
-            dtype=settings.get("dtype"),
-            device=settings.get("device"),
+            batch_size=settings.batch_size,
+            dtype=settings.dtype,
+            device=settings.device,
             tokenizer_path=tokenizer_path,
-            num_threads=settings.get("num_threads"),
+            num_threads=settings.num_threads,
         )
     if model.backend == "openai":
-        from runner.backends.openai_backend import OpenAILLM, settings_for
+        from runner.backends.openai_backend import OpenAILLM
 
-        return OpenAILLM(model, settings_for(model, options), tokenizer_path=tokenizer_path)
-    if model.backend == "vllm":
-        from runner.backends.vllm_backend import VLLMLLM
+        return OpenAILLM(model, settings, tokenizer_path=tokenizer_path)
+    from runner.backends.vllm_backend import VLLMLLM
 
-        return VLLMLLM(model, options)
-    raise ValueError(
-        f"model {model.name!r}: unknown LLM backend {model.backend!r}; expected one of {', '.join(LLM_BACKENDS)}"
-    )
+    return VLLMLLM(model, options)  # the engine reads serving + options itself (``engine_kwargs``)
 
 
 def open_embedder(model: ResolvedModel, *, options: dict[str, Any] | None = None) -> Embedder:
     """A sentence embedder for a resolved local encoder model (mean pooling + L2 norm by default)."""
     from runner.backends.embed import HFEmbedder
+    from runner.backends.options import settings_for
 
-    settings = {**model.serving, **(options or {})}
-    return HFEmbedder(
-        model,
-        batch_size=int(settings.get("batch_size", 32)),
-        device=settings.get("device"),
-        max_length=settings.get("max_length"),
-    )
+    settings = settings_for(model, options, backend="embed")
+    return HFEmbedder(model, batch_size=settings.batch_size, device=settings.device,
+                      max_length=settings.max_length)

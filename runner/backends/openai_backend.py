@@ -7,6 +7,9 @@ tokens-per-minute limits. Failed attempts are retried with exponential backoff a
 exactly ``Retry-After`` when the server sends it. The client's own retries are off, so these are the only
 ones. An item that still fails comes back with ``ChatResult.error``; the batch never raises for it.
 
+Settings (endpoint, limits, prices, retries) are ``options.OpenAISettings``, from the zoo entry's ``api``
+block, its ``serving`` values and the recipe's options (``options.settings_for``).
+
 Spend is priced from the zoo entry's ``input_per_mtok`` / ``output_per_mtok`` and summed per backend
 instance in ``total``. With ``budget_usd`` set, once the total reaches it no further request is sent;
 requests in flight finish, each finished item is handed to ``on_result``, and ``BudgetExceeded`` is
@@ -29,55 +32,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from registry.resolved import ResolvedModel
 from runner.backends.base import LLM, BudgetExceeded, ChatResult, Sampling, TokenLogprob, Usage
+from runner.backends.options import OpenAISettings, settings_for
 from runner.backends.ratelimit import TokenBucket
+
+__all__ = ["OpenAILLM", "OpenAISettings", "settings_for"]
 
 log = logging.getLogger("runner.backends.openai")
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
-
-
-class OpenAISettings(BaseModel):
-    """Connection, limits and prices of an OpenAI-compatible model. Built from the zoo entry's ``api``
-    and ``serving`` dicts, then the recipe's options (later ones win)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    model_id: str = Field(description="model name sent to the endpoint")
-    base_url: str | None = Field(None, description="endpoint root, e.g. http://127.0.0.1:8000/v1; None = OpenAI")
-    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key")
-    input_per_mtok: float = Field(0.0, ge=0, description="USD per million prompt tokens")
-    output_per_mtok: float = Field(0.0, ge=0, description="USD per million completion tokens")
-    concurrency: int = Field(8, ge=1, description="requests in flight at once")
-    rpm: float | None = Field(None, gt=0, description="requests per minute limit (retries count too)")
-    tpm: float | None = Field(
-        None, gt=0, description="tokens per minute limit; a request is charged its prompt plus max_new_tokens "
-        "up front, corrected to the real usage when the response arrives")
-    timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
-    max_retries: int = Field(5, ge=0, description="retries after the first attempt")
-    backoff_s: float = Field(1.0, ge=0, description="first backoff delay; doubles per retry, with jitter")
-    backoff_max_s: float = Field(60.0, ge=0, description="longest backoff delay")
-    max_retry_after_s: float = Field(300.0, ge=0, description="longest Retry-After the backend will wait")
-    budget_usd: float | None = Field(None, ge=0, description="stop sending once this instance spent this much")
-    max_tokens_field: str = Field(
-        "max_tokens", description="request field for the output cap (some APIs want max_completion_tokens)")
-
-
-def settings_for(model: ResolvedModel, options: dict | None = None) -> OpenAISettings:
-    """Merge the zoo entry's ``api`` (prices may be nested under ``prices``) and ``serving`` with
-    ``options``. The model id defaults to what follows ``openai://`` in the source."""
-    merged: dict[str, Any] = {}
-    for part in (model.api, model.serving, options or {}):
-        part = dict(part)
-        merged.update(part.pop("prices", None) or {})
-        merged.update(part)
-    if not merged.get("model_id"):
-        source = model.source
-        merged["model_id"] = source.split("://", 1)[1] if source.startswith("openai://") else model.name
-    return OpenAISettings(**merged)
 
 
 class _Malformed(Exception):

@@ -18,24 +18,18 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from registry.model_folder import load_causal_lm, load_config, load_tokenizer
 from registry.resolved import ResolvedModel
 from runner.backends.base import LLM, ChatResult, Sampling, ScoreResult, TokenLogprob, Usage
-from runner.backends.hf_loading import (
-    chat_prompt_ids,
-    load_causal_lm,
-    load_config,
-    load_tokenizer,
-)
+from runner.backends.hf_loading import chat_prompt_ids
 
 
 class TransformersLLM(LLM):
     """A local Hugging Face causal LM.
 
-    ``batch_size``: conversations (or texts to score) per forward batch. ``dtype``/``device``: see
-    ``hf_loading.resolve_dtype`` / ``resolve_device`` (float32 on CPU; bf16/fp16 on a GPU by default).
-    ``tokenizer_path``: a folder whose tokenizer replaces the model folder's own.
-    ``num_threads``: torch's CPU thread count, set when the model loads (a process-wide setting; on a
-    small machine shared with other work, 1 is often many times faster than torch's default).
+    ``batch_size``, ``dtype``, ``device``, ``num_threads``: the backend's options, declared (and
+    documented) in ``runner.backends.options.TransformersOptions``. ``tokenizer_path``: a folder whose
+    tokenizer replaces the model folder's own.
     """
 
     backend = "transformers"

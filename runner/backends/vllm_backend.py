@@ -17,19 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from registry.model_folder import load_config, load_tokenizer, model_folder
 from registry.resolved import ResolvedModel
 from runner.backends.base import LLM, ChatResult, Sampling, ScoreResult, TokenLogprob, Usage
-from runner.backends.hf_loading import (
-    chat_prompt_ids,
-    load_config,
-    load_tokenizer,
-    model_folder,
-    trained_info,
-)
+from runner.backends.hf_loading import chat_prompt_ids, trained_info
+from runner.backends.options import VLLMOptions
 
-ENGINE_OPTIONS = ("tensor_parallel_size", "max_model_len", "dtype", "gpu_memory_utilization",
-                  "enable_prefix_caching", "max_logprobs", "seed", "max_num_seqs", "enforce_eager",
-                  "quantization", "swap_space", "trust_remote_code")
+# the engine arguments a zoo entry's ``serving`` or a recipe's options may set (declared in ``VLLMOptions``)
+ENGINE_OPTIONS = tuple(VLLMOptions.model_fields)
 
 
 def sampling_kwargs(sampling: Sampling) -> dict[str, Any]:
@@ -59,8 +54,7 @@ def engine_kwargs(model: ResolvedModel, options: dict[str, Any] | None = None,
                   model_path: Path | None = None) -> dict[str, Any]:
     """Keyword arguments of ``vllm.LLM`` from the zoo entry's ``serving`` dict and the recipe's options.
 
-    Defaults: one GPU, the model's own dtype (``auto``), 90 % of GPU memory, prefix caching on (prompts
-    in a recipe share long documents), ``max_model_len`` = the zoo's context length when it gives one.
+    The options and their defaults are documented in ``runner.backends.options.VLLMOptions``.
     ``model_path`` replaces the model folder (a merged adapter).
     """
     settings = {**model.serving, **(options or {})}
@@ -136,7 +130,7 @@ def merged_folder(folder: Path) -> Path:
         return target
     import shutil
 
-    from runner.backends.hf_loading import load_causal_lm
+    from registry.model_folder import load_causal_lm
 
     config = load_config(folder)
     dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32"

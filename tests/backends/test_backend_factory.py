@@ -36,7 +36,7 @@ def test_openai_settings_merge_api_serving_and_options():
     model = ResolvedModel(
         name="gpt-4o", source="openai://gpt-4o-2024-05-13", backend="openai",
         api={"base_url": "https://api.openai.com/v1", "api_key_env": "MY_KEY",
-             "prices": {"input_per_mtok": 5.0, "output_per_mtok": 15.0}},
+             "input_per_mtok": 5.0, "output_per_mtok": 15.0},
         serving={"concurrency": 16, "rpm": 500},
     )
     llm = open_llm(model, options={"concurrency": 2, "budget_usd": 1.5, "timeout_s": 30})

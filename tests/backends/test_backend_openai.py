@@ -111,7 +111,7 @@ def test_batch_over_http_gives_texts_usage_and_cost(monkeypatch):
     monkeypatch.setenv("RECIPE_TEST_API_KEY", "sk-test")
     scripted = ScriptedLLM(echo)
     with running(scripted) as server:
-        llm = open_llm(api_model(server, prices={"input_per_mtok": 3.0, "output_per_mtok": 10.0}),
+        llm = open_llm(api_model(server, input_per_mtok=3.0, output_per_mtok=10.0),
                        options={"concurrency": 4})
         try:
             results = llm.chat(conversations(12), Sampling(max_new_tokens=9, stop=["\n"], seed=4))

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from registry.resolved import TRAINED_MODEL_FILE, ResolvedModel
+from registry.model_folder import TRAINED_MODEL_FILE
+from registry.resolved import ResolvedModel
 from runner.backends.base import Sampling, TokenLogprob
 from runner.backends.vllm_backend import (
     chat_result,

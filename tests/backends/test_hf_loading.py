@@ -1,8 +1,8 @@
-"""Loading plain model folders and the trained folders recipes write (adapter over a base, full model)."""
+"""Loading plain model folders and the trained folders recipes write (adapter over a base, full model), and
+the chat rendering of the backends."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -10,14 +10,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from registry.resolved import TRAINED_MODEL_FILE, ResolvedModel
-from runner.backends.hf_loading import (
+from registry.model_folder import (
+    TrainedModel,
     load_causal_lm,
     load_config,
     load_tokenizer,
-    render_chat,
+    read_trained,
     resolve_dtype,
+    write_trained,
 )
+from registry.resolved import ResolvedModel
+from runner.backends.hf_loading import render_chat
 
 IDS = [[1, 40, 41, 42, 43, 44, 45, 46]]
 
@@ -47,8 +50,7 @@ def make_adapter(base: Path, out: Path, *, new_tokens: list[str] | None = None):
     peft_model.save_pretrained(out)
     tok.chat_template = "TRAINED:" + (tok.chat_template or "")
     tok.save_pretrained(out)
-    (out / TRAINED_MODEL_FILE).write_text(json.dumps(
-        {"base": "tiny", "base_source": "file://tiny", "base_path": str(base), "adapter": True}))
+    write_trained(out, TrainedModel(base="tiny", base_source="file://tiny", base_path=base, adapter=True))
     return peft_model
 
 
@@ -87,7 +89,7 @@ def test_adapter_with_added_tokens_resizes_the_base(tiny_llama, tmp_path):
 def test_full_trained_folder_and_relative_base_path(tiny_llama, tmp_path):
     full = tmp_path / "full"
     shutil.copytree(tiny_llama, full)
-    (full / TRAINED_MODEL_FILE).write_text(json.dumps({"base": "tiny", "base_path": "../elsewhere", "adapter": False}))
+    write_trained(full, TrainedModel(base="tiny", base_path=Path("../elsewhere"), adapter=False))
     assert torch.allclose(logits(load_causal_lm(full, device="cpu")), logits(load_causal_lm(tiny_llama, device="cpu")))
 
     # An adapter whose base_path is relative to its own folder.
@@ -95,9 +97,8 @@ def test_full_trained_folder_and_relative_base_path(tiny_llama, tmp_path):
     shutil.copytree(tiny_llama, base_copy)
     trained = tmp_path / "runs" / "sft"
     peft_model = make_adapter(base_copy, trained)
-    info = json.loads((trained / TRAINED_MODEL_FILE).read_text())
-    info["base_path"] = "../base"
-    (trained / TRAINED_MODEL_FILE).write_text(json.dumps(info))
+    info = read_trained(trained)
+    write_trained(trained, info.model_copy(update={"base_path": Path("../base")}))
     assert torch.allclose(logits(load_causal_lm(trained, device="cpu")), logits(peft_model), atol=1e-4)
 
 

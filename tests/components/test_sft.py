@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from components.trainers.sft import SFT, SFTParams
-from registry.resolved import TRAINED_MODEL_FILE
+from registry.model_folder import TrainedModel, read_trained, write_trained
 from tests.components.test_sft_tiny import make_tokenizer, one_torch_thread, resolved, tiny_folder  # noqa: F401
 from tests.fakes import FakeCtx
 
@@ -63,16 +62,20 @@ def test_three_steps_reduce_loss_and_write_the_model_folder(tmp_path, tiny_folde
     assert out[2]["loss"] < out[1]["loss"] < out[0]["loss"]
     assert ctx.advanced == 3
     model_dir = ctx.artifact_dir / "model"
-    meta = json.loads((model_dir / TRAINED_MODEL_FILE).read_text())
-    assert meta == {
-        "base": "tiny-llama",
-        "base_source": "random://llama?hidden_size=32",
-        "base_path": str(tiny_folder),
-        "adapter": True,
-    }
-    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md"):
+    meta = read_trained(model_dir)
+    assert (meta.base, meta.base_source, meta.base_path, meta.adapter) == (
+        "tiny-llama", "random://llama?hidden_size=32", tiny_folder, True)
+    # what the card that publish writes will say about the run
+    t = meta.training
+    assert (t.component, t.stage, t.steps, t.tokens) == ("train.sft", "test", 3, 3 * 26)
+    assert (t.first_loss, t.final_loss) == (out[0]["loss"], out[2]["loss"])
+    assert t.description == ("Supervised fine-tune on assistant tokens only, with LongAlign-style packed batching "
+                             "and per-sequence loss weighting.")
+    assert t.settings["lora"] == {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
+    assert t.settings["learning_rate"] == 2e-2 and t.settings["max_steps"] == 3
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json"):
         assert (model_dir / name).is_file(), name
-    assert "tiny-llama" in (model_dir / "README.md").read_text()
+    assert not (model_dir / "README.md").exists()  # the card is publish's business
     metrics = comp.summarize(out, ctx)
     assert metrics["steps"] == 3 and metrics["final_loss"] == out[-1]["loss"]
     # both rows in one pack per step: 2 x 13 tokens, 2 x 4 targets ("five , yes <|end|>")
@@ -199,7 +202,7 @@ def test_full_fine_tune_writes_full_weights(tmp_path, tiny_folder):  # noqa: F81
     p = SFTParams(lora=None, max_steps=1, max_length=64, batching="sorted", per_device_batch_size=2)
     _, ctx, out = run(p, [chat("hello there", "hi friend", 0), chat("hello", "hi", 1)], tiny_folder, tmp_path)
     model_dir = ctx.artifact_dir / "model"
-    assert json.loads((model_dir / TRAINED_MODEL_FILE).read_text())["adapter"] is False
+    assert read_trained(model_dir).adapter is False
     assert (model_dir / "model.safetensors").is_file() and (model_dir / "config.json").is_file()
     assert not (model_dir / "adapter_config.json").exists()
     assert out[0]["sequences"] == 2
@@ -263,6 +266,38 @@ def test_a_trained_adapter_can_be_the_base_of_the_next_run(tmp_path, tiny_folder
     comp.run({"train": records}, ctx2)
     out_dir = ctx2.artifact_dir / "model"
     # an adapter on top of a merged adapter has no base folder of its own: it is saved merged, as full weights
-    assert json.loads((out_dir / TRAINED_MODEL_FILE).read_text())["adapter"] is False
+    assert read_trained(out_dir).adapter is False
     assert (out_dir / "model.safetensors").is_file()
     assert not any("lora" in k for k in load_file(str(out_dir / "model.safetensors")))
+
+
+def test_an_adapter_with_a_relative_base_path_and_added_tokens_can_be_the_base(tmp_path, tiny_folder):  # noqa: F811
+    """The trainer opens its base like the backends do: a ``base_path`` relative to the adapter's folder,
+    and a tokenizer that gained tokens (the adapter saved the grown embeddings)."""
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_folder, runs / "base")
+    tok = make_tokenizer()
+    vocab = len(tok)
+    tok.add_special_tokens({"additional_special_tokens": ["[Retrieval]", "[No Retrieval]"]})
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_folder))
+    model.resize_token_embeddings(len(tok))
+    torch.manual_seed(0)
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
+                     modules_to_save=["embed_tokens", "lm_head"])
+    adapter = runs / "sft" / "model"
+    get_peft_model(model, cfg).save_pretrained(str(adapter))
+    tok.save_pretrained(str(adapter))
+    write_trained(adapter, TrainedModel(base="tiny-llama", base_path=Path("../../base"), adapter=True))
+
+    p = SFTParams(lora={"r": 4, "alpha": 8}, max_steps=1, max_length=64)
+    _, ctx, out = run(p, [chat("hello there", "hi friend", 0)], adapter, tmp_path / "next")
+    assert out[0]["sequences"] == 1
+    out_dir = ctx.artifact_dir / "model"
+    assert read_trained(out_dir).adapter is False  # a new adapter over a merged adapter is saved merged
+    weights = load_file(str(out_dir / "model.safetensors"))
+    assert weights["model.embed_tokens.weight"].shape[0] == vocab + 2

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from registry.jsonio import read_jsonl
 from runner.load import load_recipe
 from runner.session import run_recipe
-from runner.store import read_jsonl
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 

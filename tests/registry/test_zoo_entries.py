@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from registry.resolved import TRAINED_MODEL_FILE
+from registry.model_folder import TrainedModel, write_trained
 from registry.zoo import UnknownModel, Zoo, ZooEntry, ZooFileError, add_user_entry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,14 +161,14 @@ def test_inline_uris_resolve_without_an_entry(zoo_home: Path) -> None:
 def test_published_model_is_usable_by_name(zoo_home: Path, tmp_path: Path) -> None:
     folder = tmp_path / "runs" / "sft" / "model"
     folder.mkdir(parents=True)
-    (folder / TRAINED_MODEL_FILE).write_text(json.dumps({"base": "tiny-random-llama", "adapter": True}))
+    write_trained(folder, TrainedModel(base="tiny-random-llama", adapter=True))
     (folder / "adapter_config.json").write_text("{}")
     path = add_user_entry(ZooEntry(name="my-sft", source=f"file://{folder}", description="trained here"))
     assert path == zoo_home / "zoo.yaml"
     resolved = Zoo.load().resolve("my-sft")
     assert resolved.path == folder
     assert resolved.pin.startswith("sha256:")
-    # Facts the entry leaves unset come from the base model named in recipe_model.json.
+    # Facts the entry leaves unset come from the base model named in the trained folder's metadata.
     assert (resolved.family, resolved.context_length, resolved.kind) == ("llama", 2048, "chat")
     # Replacing keeps one entry.
     add_user_entry(ZooEntry(name="my-sft", source=f"file://{folder}", context_length=77))

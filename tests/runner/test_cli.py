@@ -44,6 +44,33 @@ def test_validate_reports_three_planted_mistakes_exit_2(tmp_path):
     assert "3 problems found" in err
 
 
+TWO_FAULTS = """\
+recipe: faults
+models:
+  g: {name: smollm2-135m-instruct, options: {concurency: 4}}
+stages:
+  docs: {type: load.pydoc_topics, params: {topics: [pass]}}
+  qa:
+    type: generate.chat
+    inputs: {records: docs}
+    model: g
+    params: {template: "Q: {nope}"}
+"""
+
+
+def test_validate_reports_a_misspelled_backend_option_and_an_unknown_template_field(tmp_path):
+    p = tmp_path / "faults.yaml"
+    p.write_text(TWO_FAULTS)
+    r = recipe("validate", str(p))
+    assert r.returncode == 2
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith(f"{p}:3:46: models.g.options.concurency: unknown option 'concurency' — did you "
+                               "mean 'concurrency'?")
+    assert lines[1] == (f"{p}:10:24: stages.qa.params.template: the template reads field 'nope', which no record "
+                        "on input 'records' has (stage 'docs' (load.pydoc_topics) gives context, id, idx, title)")
+    assert lines[2] == "2 problems found; nothing was run."
+
+
 def test_shipped_recipes_validate():
     recipes = sorted(str(p) for p in (REPO / "recipes").glob("*.yaml"))
     assert recipes

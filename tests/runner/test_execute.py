@@ -7,9 +7,9 @@ import json
 import pytest
 from helpers import CountingLLM, write
 
+from registry.jsonio import read_jsonl
 from runner.load import load_recipe
 from runner.session import run_recipe
-from runner.store import read_jsonl
 
 RECIPE = """\
 recipe: demo

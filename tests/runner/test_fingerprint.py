@@ -14,7 +14,7 @@ RECIPE = """\
 recipe: demo
 seed: 3
 models:
-  gen: {name: tiny-random-llama, options: {concurrency: 2}}
+  gen: {name: tiny-random-llama, options: {batch_size: 2}}
 stages:
   nums:
     type: demo_components:Numbers
@@ -84,7 +84,7 @@ def test_fingerprints_follow_upstream_changes_and_revisions(tmp_path):
     base = stage_fingerprints(load_recipe(p), zoo, no_revisions)
     assert list(base) == ["nums", "ask", "count"]
     # a speed-only option changes nothing
-    assert stage_fingerprints(load_recipe(p, overrides=["models.gen.options.concurrency=8"]), zoo,
+    assert stage_fingerprints(load_recipe(p, overrides=["models.gen.options.batch_size=8"]), zoo,
                               no_revisions) == base
     # a changed middle stage changes itself and what follows, not what comes before
     fps = stage_fingerprints(load_recipe(p, overrides=["stages.ask.params.max_new_tokens=9"]), zoo, no_revisions)

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from runner.store import read_jsonl
+from registry.jsonio import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,6 +11,7 @@ from typing import ClassVar
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from registry.model_folder import TrainedModel, TrainingSummary, write_trained
 from runner.publish import PublishError, publish_run
 
 HF_TOKEN = "hf_plantedTokenValue0123456789"
@@ -37,9 +38,13 @@ def write_stage(run: Path, name: str, *, records=None, status="done", model=Fals
         (m / "adapter_config.json").write_text(json.dumps({"r": 4, "note": f"key {OPENAI_KEY}"}))
         (m / "adapter_model.safetensors").write_bytes(b"\x00\x01binary\xff")
         (m / "sub" / "tokenizer.json").write_text("{}")
-        (m / "README.md").write_text("---\nlicense: mit\n---\nTrained for 2 epochs on 40 records.\n")
-        (m / "recipe_model.json").write_text(json.dumps({
-            "base": "tiny", "base_source": "hf://org/tiny-base@abc123", "base_path": "/x", "adapter": True}))
+        (m / "README.md").write_text("---\nlicense: mit\n---\nA stray card in the model folder.\n")
+        write_trained(m, TrainedModel(
+            base="tiny", base_source="hf://org/tiny-base@abc123", base_path=Path("/x"), adapter=True,
+            training=TrainingSummary(
+                component="train.sft", stage=name, description="Trained for 2 epochs on 40 records.",
+                tags=["sft", "longalign"], steps=6, tokens=1234, first_loss=2.5, final_loss=1.25,
+                settings={"batching": "packed", "max_steps": None, "lora": {"r": 4}})))
     latest = run / "latest.json"
     data = json.loads(latest.read_text()) if latest.exists() else {"stages": {}}
     data["stages"][name] = rel
@@ -132,8 +137,24 @@ def test_model_card_names_the_base_and_adapter(run_dir, zoo_added):
     publish_run(run_dir, None, artifacts=["sft"])
     card = (run_dir / "published" / "demo-sft" / "README.md").read_text()
     assert "base_model: org/tiny-base" in card and "library_name: peft" in card
+    assert "tags:\n- recipe-zoo\n- demo\n- sft\n- longalign\n" in card  # the trainer's tags join ours
     assert "PEFT adapter" in card and '"loss": 1.25' in card and "recipe run recipe.lock.yaml" in card
-    assert "## Training notes\n\nTrained for 2 epochs on 40 records." in card and "license: mit" not in card
+    # the trainer's summary from the model's metadata; a README.md in the model folder is not the card
+    assert ("## Training notes\n\nTrained for 2 epochs on 40 records.\n\n"
+            "Training: 6 optimizer steps, 1234 tokens, loss 2.5000 → 1.2500.\n\n"
+            "| setting | value |\n| --- | --- |\n| batching | packed |\n| max_steps | None |\n| lora | {'r': 4} |\n"
+            ) in card
+    assert 'AutoPeftModelForCausalLM.from_pretrained("<this folder>")' in card
+    assert "license: mit" not in card and "stray card" not in card
+
+
+def test_a_full_model_card_without_training_notes(run_dir, zoo_added):
+    model = run_dir / "stages" / "sft" / "fpsft" / "model"
+    write_trained(model, TrainedModel(base="tiny", base_source="file:///models/tiny", adapter=False))
+    publish_run(run_dir, None, artifacts=["sft"])
+    card = (run_dir / "published" / "demo-sft" / "README.md").read_text()
+    assert "library_name: transformers" in card and "base_model" not in card  # not a Hub model
+    assert "- weights: the full model" in card and "## Training notes" not in card
 
 
 def test_no_secret_in_any_published_file(run_dir, zoo_added):

@@ -7,12 +7,13 @@ import json
 import pytest
 from helpers import write
 
+from registry.atomic import atomic_write_json
 from runner.errors import StageFailure
 from runner.folders import StageFolders
 from runner.load import load_recipe
 from runner.session import run_recipe
 from runner.stage import decide
-from runner.store import RunStore, atomic_write_json
+from runner.store import RunStore
 
 RECIPE = """\
 recipe: demo

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 
-from runner.secrets import RedactingFilter, redact
-from runner.store import AppendLog, atomic_write_json
-from runner.yamlpos import loads_yaml
+from registry.atomic import atomic_write_json
+from registry.secrets import RedactingFilter, redact
+from registry.yamlpos import loads_yaml
+from runner.store import AppendLog
 
 
 def test_torn_last_line_is_cut_on_open(tmp_path):

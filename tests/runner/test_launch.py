@@ -1,11 +1,10 @@
-"""LaunchConfig → `accelerate launch` argv, checked by accelerate's own parser; one real 2-process run."""
+"""LaunchConfig → `accelerate launch` argv, checked by accelerate's own parser; the typed `launch:` block of a
+recipe; one real 2-process run of a train.sft stage launched by the runner."""
 
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,12 +13,17 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
-from components.trainers.launch import LaunchConfig, accelerate_command
-from components.trainers.sft import SFT, SFTParams, tokenized_rows, write_job
+from components.trainers.sft import SFT, SFTParams
+from runner.errors import RecipeError
+from runner.launch.command import accelerate_command
+from runner.launch.config import LaunchConfig
+from runner.load import load_recipe
+from runner.session import run_recipe
+from runner.store import read_jsonl
 from tests.components.test_sft_tiny import one_torch_thread, resolved, tiny_folder  # noqa: F401
 from tests.fakes import FakeCtx
 
-MODULE = "components.trainers.sft"
+MODULE = "runner.launch.worker"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -32,12 +36,12 @@ def parsed(cmd: list[str]):
 
 
 def test_single_process():
-    cmd = accelerate_command(LaunchConfig(), MODULE, ["--job", "job.json"])
+    cmd = accelerate_command(LaunchConfig(), MODULE, ["runs/demo", "sft"])
     args = parsed(cmd)
     assert (args.num_processes, args.num_machines, args.mixed_precision) == (1, 1, "no")
     assert not (args.multi_gpu or args.use_fsdp or args.use_deepspeed)
     assert (
-        args.module and args.training_script == MODULE and args.training_script_args == ["--job", "job.json"]
+        args.module and args.training_script == MODULE and args.training_script_args == ["runs/demo", "sft"]
     )
 
 
@@ -49,11 +53,11 @@ def test_data_parallel_processes_with_port_and_extra_args():
         main_process_port=29501,
         extra_args=["--machine_rank", "1", "--main_process_ip", "10.0.0.1"],
     )
-    args = parsed(accelerate_command(cfg, MODULE, ["--job", "j.json"]))
+    args = parsed(accelerate_command(cfg, MODULE, ["runs/demo", "sft"]))
     assert args.multi_gpu and not args.use_fsdp
     assert (args.num_processes, args.num_machines, args.mixed_precision) == (8, 2, "bf16")
     assert (args.main_process_port, args.machine_rank, args.main_process_ip) == (29501, 1, "10.0.0.1")
-    assert args.training_script_args == ["--job", "j.json"]
+    assert args.training_script_args == ["runs/demo", "sft"]
 
 
 def test_fsdp_with_an_accelerate_config_file():
@@ -100,7 +104,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one_process_with_two_accumulated_micro_steps(tmp_path, tiny_folder):  # noqa: F811
+def write_recipe(folder: Path, launch: str, *, model: str = "tiny-random-llama", params: str = "{}",
+                 records: list[dict] | None = None) -> Path:
+    """A two-stage recipe (load.jsonl → train.sft) with the sft stage's ``launch:`` on line 9."""
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records or []))
+    path = folder / "launched.yaml"
+    path.write_text(
+        "recipe: launched\n"
+        "stages:\n"
+        "  data: {type: load.jsonl, params: {path: train.jsonl}}\n"
+        "  sft:\n"
+        "    type: train.sft\n"
+        "    inputs: {train: data}\n"
+        f"    model: {model}\n"
+        f"    params: {params}\n"
+        f"    launch: {launch}\n"
+    )
+    return path
+
+
+def test_the_launch_block_is_typed_in_the_recipe(tmp_path):
+    loaded = load_recipe(write_recipe(tmp_path, "{num_processes: 4, strategy: fsdp}"))
+    launch = loaded.recipe.stages["sft"].launch
+    assert isinstance(launch, LaunchConfig)
+    assert (launch.num_processes, launch.strategy, launch.num_machines) == (4, "fsdp", 1)
+    assert loaded.recipe.stages["data"].launch is None
+
+
+def test_a_bad_launch_block_is_a_recipe_problem_with_its_position(tmp_path):
+    path = write_recipe(tmp_path, "{num_procs: 2}")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    text = str(err.value)
+    assert "launched.yaml:9:14: stages.sft.launch.num_procs: unknown key 'num_procs'" in text
+    assert "did you mean 'num_processes'" in text
+
+    with pytest.raises(RecipeError, match="multiple of num_machines"):
+        load_recipe(write_recipe(tmp_path, "{num_processes: 3, num_machines: 2}"))
+
+
+def test_two_processes_equal_one_process_with_two_accumulated_micro_steps(tmp_path, tiny_folder,  # noqa: F811
+                                                                         monkeypatch):
     """Data parallelism through `accelerate launch` (gloo on CPU) vs gradient accumulation in one process."""
 
     def chat(u: str, a: str, i: int) -> dict:
@@ -135,19 +179,22 @@ def test_two_processes_equal_one_process_with_two_accumulated_micro_steps(tmp_pa
     out_s = SFT(single).run({"train": records}, ctx)
     w_s = load_file(str(ctx.artifact_dir / "model" / "model.safetensors"))
 
-    two = SFTParams(**common)  # each of the 2 ranks takes one row per step
-    rows, _ = tokenized_rows(records, base, two, ctx.log)
-    job = write_job(tmp_path / "job", rows, two, base, seed=0, out_dir=tmp_path / "launched")
-    cmd = accelerate_command(
-        LaunchConfig(num_processes=2, main_process_port=free_port()), MODULE, ["--job", str(job)]
+    # the same run as a recipe stage that the runner launches on 2 processes, each taking one row per step
+    path = write_recipe(
+        tmp_path,
+        f"{{num_processes: 2, main_process_port: {free_port()}}}",
+        model=f"file://{tiny_folder}",
+        params=json.dumps(common),
+        records=records,
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.run(
-        cmd, check=False, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out_l = json.loads((tmp_path / "launched" / "history.json").read_text())
-    w_l = load_file(str(tmp_path / "launched" / "model" / "model.safetensors"))
+    monkeypatch.setenv("RECIPE_ZOO_HOME", str(tmp_path / "zoo"))
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))  # the workers import this checkout
+    monkeypatch.chdir(REPO_ROOT)
+    run_recipe(load_recipe(path), tmp_path / "runs", progress=False, publish=False)
+    root = tmp_path / "runs" / "launched"
+    sdir = root / json.loads((root / "latest.json").read_text())["stages"]["sft"]
+    out_l = read_jsonl(sdir / "records.jsonl")
+    w_l = load_file(str(sdir / "model" / "model.safetensors"))
 
     assert [r["sequences"] for r in out_l] == [2, 2]
     assert [r["loss"] for r in out_l] == pytest.approx([r["loss"] for r in out_s], rel=1e-5)

@@ -1,16 +1,13 @@
-"""How a trainer is started on several processes: a ``LaunchConfig`` mapped onto ``accelerate launch``.
+"""A stage's ``launch:`` block: how many processes run it and how they share the model.
 
 Example::
 
-    >>> launch = LaunchConfig(num_processes=2)
-    >>> cmd = accelerate_command(launch, "components.trainers.sft", ["--job", "j.json"])
-    >>> cmd[1:3], cmd[cmd.index("--num_processes") + 1], cmd[-3:]
-    (['-m', 'accelerate.commands.launch'], '2', ['components.trainers.sft', '--job', 'j.json'])
+    >>> LaunchConfig(num_processes=8, strategy="deepspeed").num_machines
+    1
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Literal
 
@@ -56,36 +53,3 @@ class LaunchConfig(BaseModel):
                 f"({self.num_machines})"
             )
         return self
-
-
-def accelerate_command(launch: LaunchConfig, module: str, args: list[str]) -> list[str]:
-    """The argv that runs ``python -m <module> <args>`` under ``accelerate launch`` with ``launch``."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        str(launch.num_processes),
-        "--num_machines",
-        str(launch.num_machines),
-        "--mixed_precision",
-        launch.mixed_precision,
-        "--dynamo_backend",
-        "no",
-    ]
-    if launch.strategy == "fsdp":
-        cmd.append("--use_fsdp")
-    elif launch.strategy == "deepspeed":
-        cmd.append("--use_deepspeed")
-    elif launch.num_processes > 1:
-        cmd.append("--multi_gpu")  # accelerate's name for "spawn through torchrun"; also used on CPU
-    if launch.config_file is not None:
-        if launch.strategy == "deepspeed" and launch.config_file.suffix == ".json":
-            cmd += ["--deepspeed_config_file", str(launch.config_file)]
-        else:
-            cmd += ["--config_file", str(launch.config_file)]
-    if launch.main_process_port is not None:
-        cmd += ["--main_process_port", str(launch.main_process_port)]
-    cmd += list(launch.extra_args)
-    cmd += ["--module", module, *args]
-    return cmd

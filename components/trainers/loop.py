@@ -1,0 +1,216 @@
+"""The hand-written training loop of ``train.sft``, with its model and optimizer.
+
+The loop is written out (not a transformers ``Trainer``) because LongAlign's loss weighting is the method:
+each optimizer step's loss is normalised over all the sequences of the step, across its micro-steps and
+ranks (``components.trainers.loss``), so the trainer accumulates gradients itself and synchronises them on
+the last micro-step only.
+
+``train()`` runs as one process or as every rank of ``accelerate launch``: every rank builds the same plan
+and feeds its own share of each micro-step; only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from components.trainers.batching import collate, step_rows
+from components.trainers.checkpoints import CHECKPOINTS, resume, save_checkpoint, save_only_trainable
+from components.trainers.model_out import save_model
+from components.trainers.plan import make_plan
+
+if TYPE_CHECKING:
+    from components.trainers.sft import SFTParams
+    from registry.resolved import ResolvedModel
+
+
+@dataclass
+class TrainResult:
+    """The loss curve (one record per optimizer step) and the plan's counts."""
+
+    history: list[dict]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def train(
+    rows: list[dict],
+    p: SFTParams,
+    base: ResolvedModel,
+    seed: int,
+    scratch: Path,
+    model_dir: Path,
+    advance: Callable[..., None],
+    stage: str = "sft",
+) -> TrainResult:
+    """Train on tokenized rows, checkpointing under ``scratch`` and writing the model to ``model_dir``."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    from components.trainers.loss import row_weights, weighted_loss
+    from components.trainers.packed_attention import model_inputs
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    world, rank = accelerator.num_processes, accelerator.process_index
+    plan = make_plan(rows, p, seed, world)
+    pairs, targets, steps = plan.pairs, plan.targets, plan.steps
+    total = len(steps)
+
+    mode, attn_impl = attention_mode(p)
+    set_seed(seed)
+    tokenizer = load_train_tokenizer(base, p)
+    pad_id = next(t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if t is not None)
+    model, merge_at_end = load_model(base, p, attn_impl)
+    optimizer = make_optimizer(model, p)
+    scheduler = get_scheduler(
+        p.lr_scheduler,
+        optimizer,
+        num_warmup_steps=math.ceil(p.warmup_ratio * total),
+        num_training_steps=total,
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)  # stepped once per optimizer step, not per process
+    if p.lora is not None:
+        save_only_trainable(accelerator, model)
+
+    ckpt_root = scratch / CHECKPOINTS
+    start, history = resume(accelerator, ckpt_root, plan.fingerprint, adapter_only=p.lora is not None)
+    if start:
+        advance(start, total)
+
+    model.train()
+    device = accelerator.device
+    target_counts = dict(enumerate(targets))
+    for s in range(start, total):
+        step = steps[s]
+        rows_in_step = step_rows(step)
+        weights = row_weights(rows_in_step, target_counts, world, p.loss_weighting)
+        lr = scheduler.get_last_lr()[0]
+        loss_sum = torch.zeros((), device=device)
+        for j, micro in enumerate(step):
+            batch = collate(
+                pairs,
+                micro[rank],
+                weights,
+                packed=p.batching == "packed",
+                pad_id=pad_id,
+                reset_position_ids=p.reset_position_ids,
+            )
+            sync = j == len(step) - 1
+            # the trainer accumulates itself: gradients are synchronised (and DeepSpeed steps) on the last one
+            accelerator.gradient_state._set_sync_gradients(sync)
+            with nullcontext() if sync else accelerator.no_sync(model):
+                logits = model(**model_inputs(batch, mode, device), use_cache=False).logits
+                loss = weighted_loss(logits, batch.labels.to(device), batch.weights)
+                accelerator.backward(loss)
+            loss_sum += loss.detach()
+        if p.max_grad_norm is not None:
+            accelerator.clip_grad_norm_(model.parameters(), p.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = accelerator.reduce(loss_sum, "sum").item() / world
+        history.append(
+            {
+                "step": s + 1,
+                "loss": loss_value,
+                "lr": lr,
+                "epoch": plan.step_epoch[s],
+                "sequences": len(rows_in_step),
+                "tokens": sum(len(pairs[i][0]) for i in rows_in_step),
+                "target_tokens": sum(targets[i] for i in rows_in_step),
+            }
+        )
+        if (s + 1) % p.save_steps == 0 and s + 1 < total:
+            save_checkpoint(
+                accelerator,
+                ckpt_root,
+                s + 1,
+                {"step": s + 1, "history": history, "fingerprint": plan.fingerprint},
+                p.save_total_limit,
+            )
+        advance(1, total)
+
+    save_model(accelerator, model, tokenizer, model_dir, base, p, merge_at_end, history, stage)
+    return TrainResult(history=history, stats=plan.stats)
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+def load_train_tokenizer(base: ResolvedModel, p: SFTParams) -> Any:
+    """The base model's tokenizer (saved with the trained model), with the chat template in use."""
+    from registry.model_folder import load_tokenizer
+
+    tok = load_tokenizer(base)
+    if p.chat_template or base.chat_template:
+        tok.chat_template = p.chat_template or base.chat_template
+    return tok
+
+
+def load_model(base: ResolvedModel, p: SFTParams, attn_implementation: str) -> tuple[Any, bool]:
+    """The model to train (a LoRA-wrapped one when ``p.lora``) and whether the result must be merged.
+
+    A base that is itself a trained adapter is merged into its own base first (see
+    ``registry.model_folder.load_weights``); a new adapter on top of it is merged again at the end (saved
+    as full weights).
+    """
+    import torch
+
+    from registry.model_folder import is_adapter, load_weights, model_folder, resolve_dtype
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = resolve_dtype(p.dtype, device, training=True)
+    model = load_weights(base, dtype=dtype, attn_implementation=attn_implementation)
+    merge_at_end = p.lora is not None and is_adapter(model_folder(base))
+    model.config.use_cache = False
+    if p.gradient_checkpointing:
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # the newer name in transformers 5
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if p.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        cfg = LoraConfig(
+            r=p.lora.r,
+            lora_alpha=p.lora.alpha,
+            lora_dropout=p.lora.dropout,
+            target_modules=p.lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, cfg)
+    return model, merge_at_end
+
+
+def attention_mode(p: SFTParams) -> tuple[str, str]:
+    """(mode for ``model_inputs``, attn_implementation for transformers)."""
+    from components.trainers.packed_attention import flash_attn_available, register_varlen_attention
+
+    mode = p.attention
+    if mode == "auto":
+        mode = "varlen" if flash_attn_available() else "mask"
+    if mode == "varlen":
+        return mode, register_varlen_attention()
+    return mode, "sdpa"
+
+
+def make_optimizer(model: Any, p: SFTParams) -> Any:
+    """AdamW with weight decay on matrices only (not on biases and norms)."""
+    import torch
+
+    decay = [w for w in model.parameters() if w.requires_grad and w.ndim >= 2]
+    rest = [w for w in model.parameters() if w.requires_grad and w.ndim < 2]
+    groups = [{"params": decay, "weight_decay": p.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]],
+        lr=p.learning_rate,
+        betas=(p.adam_beta1, p.adam_beta2),
+        eps=p.adam_epsilon,
+    )

@@ -1,0 +1,46 @@
+"""Atomic file writes: a temp file in the same folder, fsync, rename — a reader never sees half a file.
+
+Text is passed through ``registry.secrets.redact`` first, so no secret value reaches a file we write.
+
+>>> import tempfile, pathlib
+>>> p = pathlib.Path(tempfile.mkdtemp()) / "sub" / "m.json"
+>>> atomic_write_json(p, {"a": 1})
+>>> p.read_text()
+'{\\n  "a": 1\\n}\\n'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from registry.secrets import redact
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (parents created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (secrets masked) to ``path`` atomically, as UTF-8."""
+    atomic_write_bytes(path, redact(text).encode("utf-8"))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Pretty JSON (2-space indent, UTF-8 kept, unknown types as ``str``), written atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")

@@ -1,0 +1,52 @@
+"""One launched process of a stage: ``python -m runner.launch.worker RUN_DIR STAGE`` (see ``runner.launch``).
+
+Every rank rebuilds the recipe from the run's lockfile, reads the stage's inputs that the parent left in
+the scratch folder, and runs the component with a context like the runner's own; only the main process
+(rank 0) writes the records and the side statistics.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def main(argv: list[str]) -> int:
+    from registry.jsonio import read_jsonl, write_jsonl
+    from runner.callcache import Meter
+    from runner.context import StageContext
+    from runner.execute import Runner
+    from runner.launch import RECORDS, input_file
+    from runner.load import load_recipe
+
+    run_root, stage = Path(argv[0]), argv[1]
+    loaded = load_recipe(run_root / "recipe.lock.yaml")
+    runner = Runner(loaded, run_root.parent, show_progress=False)
+    comp = loaded.components[stage]
+    sdir = runner.stage_dir(stage)
+    scratch = sdir / "scratch"
+    inputs = {port: read_jsonl(input_file(scratch, port)) for port in loaded.recipe.stages[stage].inputs}
+
+    class WorkerContext(StageContext):
+        """The stage's context in one launched process: only the main process keeps side statistics."""
+
+        def save_stats(self, name: str, data: Any) -> None:
+            if is_main_process():
+                super().save_stats(name, data)
+
+    ctx = WorkerContext(stage=stage, params=comp.params, seed=runner.stage_seed(stage), stage_dir=sdir,
+                        bindings=loaded.bindings.get(stage, {}), models=runner.models, inputs=inputs, meter=Meter())
+    records = comp.run(inputs, ctx)
+    if is_main_process():
+        write_jsonl(scratch / RECORDS, list(records or []))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
