@@ -139,7 +139,7 @@ def cmd_plan(args) -> int:
     from rich.table import Table
 
     from runner.errors import RecipeError
-    from runner.execute import Runner
+    from runner.folders import StageFolders
     from runner.plan import make_plan
 
     try:
@@ -147,8 +147,7 @@ def cmd_plan(args) -> int:
     except RecipeError as e:
         _print_problems(e)
         return EXIT_RECIPE
-    runner = Runner(loaded, Path(args.runs_dir), show_progress=False)
-    rows = make_plan(runner)
+    rows = make_plan(StageFolders.open(loaded, Path(args.runs_dir)))
     t = Table(title=f"plan: {loaded.name}" + (f" (profile {loaded.profile})" if loaded.profile else ""))
     for col in ("stage", "type", "status", "records in", "records out", "LLM calls", "est. cost $", "model"):
         t.add_column(col)

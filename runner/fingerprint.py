@@ -1,11 +1,19 @@
-"""Content fingerprints: what a stage's output depends on, hashed."""
+"""Content fingerprints: what a stage's output depends on (params, input files, upstream stages, models,
+prompts, seed), hashed."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from runner.paths import is_path_field
+
+if TYPE_CHECKING:
+    from registry.zoo import Zoo
+    from runner.load import Binding, LoadedRecipe
 
 
 def digest(obj: Any) -> str:
@@ -62,3 +70,68 @@ def relative_to(value: Any, base: Path) -> Any:
 
 def stage_seed(recipe_seed: int, stage: str) -> int:
     return int(digest([recipe_seed, stage])[:8], 16) & 0x7FFFFFFF
+
+
+# backend options that change speed or spending, never outputs: left out of fingerprints
+RUNTIME_OPTIONS = {"batch_size", "concurrency", "rpm", "tpm", "timeout_s", "max_retries", "budget_usd", "device",
+                   "num_threads", "backoff_s", "backoff_max_s", "max_retry_after_s", "api_key_env",
+                   "gpu_memory_utilization", "enable_prefix_caching"}
+
+
+def model_identity(binding: Binding, zoo: Zoo, fingerprints: Mapping[str, str]) -> Any:
+    """What a model contributes to a fingerprint: its source, what pins it, and the entry's settings
+    that change outputs (chat template, serving options, API model) — never speed-only options.
+    ``fingerprints`` holds (at least) the stage that trained the model, for a model bound to a stage."""
+    opts = {k: v for k, v in binding.options.items() if k not in RUNTIME_OPTIONS}
+    if binding.kind == "stage":
+        return ["stage", fingerprints[binding.ref]]
+    source, settings = binding.ref, None
+    try:
+        entry = zoo.get(binding.ref)
+        source = entry.source
+        api = entry.api.model_dump(mode="json") if entry.api else {}
+        settings = {
+            "chat_template": text_hash(entry.chat_template) if entry.chat_template else None,
+            "serving": {k: v for k, v in (entry.serving or {}).items() if k not in RUNTIME_OPTIONS},
+            "api": {k: api.get(k) for k in ("model_id", "base_url")},
+        }
+    except KeyError:
+        pass
+    pin = None
+    if source.startswith("file://"):
+        # a local folder (e.g. a model published by an earlier recipe) is pinned by its content now,
+        # so retraining into the same folder reruns what used it
+        try:
+            pin = zoo.resolve(binding.ref, pull=True).pin
+        except Exception:  # a missing folder fails when the stage opens it, with a clear error
+            pin = None
+    return ["zoo", source, pin, settings, binding.backend, opts]
+
+
+def stage_fingerprints(loaded: LoadedRecipe, zoo: Zoo, revision: Callable[[str, str], int]) -> dict[str, str]:
+    """Every stage's fingerprint, in dependency order, computed without loading any model.
+
+    ``revision(stage, fingerprint)`` says how many times a finished stage was re-run in place
+    (``--retry-failed``); it is part of the fingerprints downstream, so what read the old records runs
+    again in a fresh folder."""
+    fps: dict[str, str] = {}
+    for s in loaded.order:
+        comp = loaded.components[s]
+        spec = loaded.recipe.stages[s]
+        params = comp.params.model_dump(mode="json")
+        fields = comp.Params.model_fields
+        path_keys = [k for k in params if k in fields and is_path_field(k, fields[k].annotation)]
+        # a source stage (nothing connected upstream) depends on the files it reads; other stages'
+        # path params are usually outputs, whose content must not change their own fingerprint
+        files = {} if spec.inputs else {k: files_identity(params[k]) for k in path_keys}
+        # paths relative to the recipe: moving the checkout keeps every fingerprint
+        for k in path_keys:
+            params[k] = relative_to(params[k], loaded.base_dir)
+        fps[s] = digest({
+            "type": comp.type, "version": comp.version, "params": params, "files": files,
+            "inputs": {p: [fps[u], revision(u, fps[u])] for p, u in sorted(spec.inputs.items())},
+            "models": {slot: model_identity(b, zoo, fps) for slot, b in loaded.bindings.get(s, {}).items()},
+            "prompts": {k: text_hash(v) for k, v in comp.prompt_texts().items()},
+            "seed": stage_seed(loaded.recipe.seed, s),
+        })
+    return fps

@@ -16,6 +16,7 @@ import yaml
 
 from registry.secrets import redact
 from runner.fingerprint import relative_to, text_hash
+from runner.folders import StageFolders
 from runner.paths import is_path_field, resolve_one
 
 PACKAGES = ("recipe-zoo", "torch", "transformers", "peft", "accelerate", "huggingface_hub", "openai", "datasets",
@@ -32,10 +33,11 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def build_lock(runner: Any) -> dict[str, Any]:
-    loaded = runner.loaded
+def build_lock(folders: StageFolders, model_pins: dict[str, dict]) -> dict[str, Any]:
+    """The lockfile of a run: ``model_pins`` are the models it opened (``ModelManager.pins``)."""
+    loaded = folders.loaded
     recipe = loaded.recipe
-    fps = runner.fingerprints()
+    fps = folders.fingerprints()
     stages = {}
     for s in loaded.order:
         spec = recipe.stages[s].model_dump(mode="json", exclude_defaults=False)
@@ -56,12 +58,12 @@ def build_lock(runner: Any) -> dict[str, Any]:
     for ref in sorted(refs):
         entry = None
         try:
-            entry = runner.zoo.get(ref)
+            entry = folders.zoo.get(ref)
         except KeyError:
             pass
-        pinned[ref] = {"source": entry.source if entry else ref, "pin": runner.zoo.pin(ref)}
-    pinned.update({k: v for k, v in runner.models.pins().items() if v.get("pin")})
-    lock_dir = runner.store.root
+        pinned[ref] = {"source": entry.source if entry else ref, "pin": folders.zoo.pin(ref)}
+    pinned.update({k: v for k, v in model_pins.items() if v.get("pin")})
+    lock_dir = folders.root
     data = {
         "recipe": recipe.recipe,
         "description": recipe.description,
@@ -78,7 +80,7 @@ def build_lock(runner: Any) -> dict[str, Any]:
             "fingerprints": fps,
             "prompts": {s: {k: text_hash(v) for k, v in loaded.components[s].prompt_texts().items()}
                         for s in loaded.order if loaded.components[s].prompt_texts()},
-            "stage_seeds": {s: runner.stage_seed(s) for s in loaded.order},
+            "stage_seeds": {s: folders.seed(s) for s in loaded.order},
             "packages": package_versions(),
             "python": sys.version.split()[0],
             "platform": platform.platform(),

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from registry.jsonio import read_json
+from runner.folders import StageFolders
 
 
 @dataclass
@@ -21,12 +20,12 @@ class PlanRow:
     priced: bool = False  # the stage's model is an API model with per-token prices
 
 
-def _price(runner: Any, stage: str) -> tuple[float, float] | None:
-    b = next(iter(runner.loaded.bindings.get(stage, {}).values()), None)
+def _price(folders: StageFolders, stage: str) -> tuple[float, float] | None:
+    b = next(iter(folders.loaded.bindings.get(stage, {}).values()), None)
     if b is None or b.kind != "zoo":
         return None
     try:
-        entry = runner.zoo.get(b.ref)
+        entry = folders.zoo.get(b.ref)
     except KeyError:
         return None
     api = getattr(entry, "api", None)
@@ -35,22 +34,22 @@ def _price(runner: Any, stage: str) -> tuple[float, float] | None:
     return float(api.input_per_mtok), float(api.output_per_mtok)
 
 
-def make_plan(runner: Any) -> list[PlanRow]:
-    loaded = runner.loaded
+def make_plan(folders: StageFolders) -> list[PlanRow]:
+    """One row per stage of the recipe, from what its run folder already holds; nothing is run."""
+    loaded = folders.loaded
     n_out: dict[str, int | None] = {}
     rows = []
     for s in loaded.order:
         comp = loaded.components[s]
         spec = loaded.recipe.stages[s]
-        cached = runner.is_cached(s)
+        cached = folders.is_done(s)
         n_in = {p: n_out.get(u) for p, u in spec.inputs.items()}
         est = comp.estimate(n_in)
         if cached:
-            m = read_json(runner.stage_dir(s) / "manifest.json", {}) or {}
-            n_out[s] = m.get("counts", {}).get("out")
+            n_out[s] = folders.manifest(s).get("counts", {}).get("out")
         else:
             n_out[s] = est.records_out
-        price = _price(runner, s)
+        price = _price(folders, s)
         uses_llm = any(m.kind == "chat" for m in type(comp).models.values())
         unknown = uses_llm and any(v is None for v in n_in.values())
         cost = None  # unknown: no price (local model) or no token estimate for an API stage

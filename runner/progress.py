@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner.callcache import Meter
 
 log = logging.getLogger("recipe.progress")
 
 
 class StageProgress:
-    def __init__(self, owner: Progress, stage: str, total: int | None, meter: Any) -> None:
+    def __init__(self, owner: Progress, stage: str, total: int | None, meter: Meter | None) -> None:
         self.owner = owner
         self.stage = stage
         self.total = total
@@ -77,5 +80,5 @@ class Progress:
         if self.bar is not None:
             self.bar.stop()
 
-    def stage(self, stage: str, total: int | None, meter: Any) -> StageProgress:
+    def stage(self, stage: str, total: int | None, meter: Meter | None) -> StageProgress:
         return StageProgress(self, stage, total, meter)

@@ -8,6 +8,8 @@ from typing import Any
 
 from registry.jsonio import read_json, read_jsonl
 from registry.secrets import redact
+from runner.folders import StageFolders
+from runner.results import StageResult
 
 
 def _fmt(v: Any) -> str:
@@ -18,9 +20,11 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def build_report(runner: Any, error: str | None = None) -> str:
-    loaded = runner.loaded
-    root = runner.store.root
+def build_report(folders: StageFolders, results: dict[str, StageResult], error: str | None = None) -> str:
+    """The run's report from its stage folders; ``results`` are the stages this process got to (the
+    others show the status their manifest has)."""
+    loaded = folders.loaded
+    root = folders.root
     lines = [f"# {loaded.name} — run report", ""]
     if loaded.recipe.description:
         lines += [loaded.recipe.description, ""]
@@ -37,8 +41,8 @@ def build_report(runner: Any, error: str | None = None) -> str:
     metrics_all = {}
     failures_all = []
     for s in loaded.order:
-        res = runner.results.get(s)
-        sdir = runner.stage_dir(s)
+        res = results.get(s)
+        sdir = folders.dir(s)
         m = read_json(sdir / "manifest.json", {}) or {}
         status = res.status if res else ("cached" if m.get("status") == "done" else m.get("status", "not run"))
         counts = m.get("counts", {})

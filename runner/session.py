@@ -9,9 +9,10 @@ from typing import Any
 
 from registry.atomic import atomic_write_text
 from registry.secrets import redact
-from runner.execute import Runner, ShardDone
+from runner.execute import Runner
 from runner.load import LoadedRecipe
 from runner.lock import build_lock, dump_lock
+from runner.map_stage import ShardDone
 from runner.report import build_report
 
 log = logging.getLogger("recipe.run")
@@ -39,12 +40,13 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, *, console: Any = None, pro
                setup_logging: Callable[[Path], None] | None = None, shard: tuple[int, int] | None = None) -> str:
     runner = Runner(loaded, runs_dir, console=console, show_progress=progress, retry_failed=retry_failed,
                     shard=shard)
-    root = runner.store.root
+    folders = runner.folders
+    root = folders.root
     if setup_logging:
         setup_logging(root)
     log.info("run %s from %s%s", loaded.name, loaded.path, f" (profile {loaded.profile})" if loaded.profile else "")
     atomic_write_text(root / "recipe.yaml", redact(Path(loaded.path).read_text(encoding="utf-8")))
-    atomic_write_text(root / "recipe.lock.yaml", dump_lock(build_lock(runner)))
+    atomic_write_text(root / "recipe.lock.yaml", dump_lock(build_lock(folders, runner.models.pins())))
     order = with_dependencies(loaded, stages) if stages else None
     error = None
     try:
@@ -55,8 +57,8 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, *, console: Any = None, pro
         error = str(e) or type(e).__name__
         raise
     finally:
-        atomic_write_text(root / "recipe.lock.yaml", dump_lock(build_lock(runner)))
-        atomic_write_text(root / "report.md", build_report(runner, error))
+        atomic_write_text(root / "recipe.lock.yaml", dump_lock(build_lock(folders, runner.models.pins())))
+        atomic_write_text(root / "report.md", build_report(folders, runner.results, error))
         runner.models.close()
     published = []
     pub = loaded.recipe.publish

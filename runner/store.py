@@ -89,6 +89,11 @@ class RunStore:
         m = self.manifest(stage, fingerprint)
         return bool(m and m.get("status") == "done" and m.get("fingerprint") == fingerprint)
 
+    def revision(self, stage: str, fingerprint: str) -> int:
+        """How many times the stage's folder was re-run in place (``--retry-failed``)."""
+        m = self.manifest(stage, fingerprint) or {}
+        return int(m.get("revision", 0))
+
     def records(self, stage: str, fingerprint: str) -> list[dict]:
         return read_jsonl(self.stage_dir(stage, fingerprint) / "records.jsonl", missing_ok=True)
 

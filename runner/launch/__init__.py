@@ -10,6 +10,7 @@ process writes the records, which the parent reads back. Components do not know 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +25,21 @@ def input_file(scratch: Path, port: str) -> Path:
     return scratch / f"input.{port}.jsonl"
 
 
-def run_launched(runner: Any, stage: str, ctx: Any) -> list[dict]:
-    """Run ``stage`` in launched workers and return its records (raises StageFailure when they fail)."""
+def run_launched(launch: LaunchConfig, stage: str, ctx: Any, *, run_root: Path,
+                 say: Callable[[str], None]) -> list[dict]:
+    """Run ``stage`` in launched workers and return its records (raises StageFailure when they fail).
+
+    The workers rebuild the stage from the lockfile in ``run_root``; ``say`` tells the user the command."""
     from registry.jsonio import read_jsonl, write_jsonl
     from runner.errors import StageFailure
     from runner.launch.command import accelerate_command
 
-    launch: LaunchConfig = runner.recipe.stages[stage].launch
     for port, records in ctx.inputs.items():
         write_jsonl(input_file(ctx.scratch, port), records)
     out = ctx.scratch / RECORDS
     out.unlink(missing_ok=True)
-    cmd = accelerate_command(launch, WORKER, [str(runner.store.root), stage])
-    runner._say(f"{stage}: launching {launch.num_processes} processes: {' '.join(cmd)}")
+    cmd = accelerate_command(launch, WORKER, [str(run_root), stage])
+    say(f"{stage}: launching {launch.num_processes} processes: {' '.join(cmd)}")
     proc = subprocess.run(cmd, cwd=Path.cwd())
     if proc.returncode != 0:
         raise StageFailure(stage, f"launched workers exited with status {proc.returncode} (see run.log)")

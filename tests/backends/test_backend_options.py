@@ -64,7 +64,7 @@ def test_vllm_engine_arguments_are_the_declared_options():
 
 
 def test_speed_only_options_left_out_of_fingerprints_are_options_of_some_backend():
-    from runner.execute import RUNTIME_OPTIONS
+    from runner.fingerprint import RUNTIME_OPTIONS
 
     declared = {name for cls in OPTIONS.values() for name in cls.model_fields}
     assert RUNTIME_OPTIONS <= declared

@@ -86,3 +86,20 @@ class CountRuns(WholeComponent):
         with open(self.params.log_file, "a") as f:
             f.write(f"{os.getpid()}\n")
         return [{"id": "n", "n": len(inputs["records"])}]
+
+
+class Broken(WholeComponent):
+    """Raises when it runs, or (``in_summary``) when it summarises its records."""
+
+    inputs = {"records": Fields()}
+
+    class Params(Params):
+        in_summary: bool = False
+
+    def run(self, inputs, ctx):
+        if not self.params.in_summary:
+            raise RuntimeError("broken on purpose")
+        return inputs["records"]
+
+    def summarize(self, records, ctx):
+        raise RuntimeError("no summary")

@@ -1,0 +1,211 @@
+"""Map stages: the input records in batches, each finished batch in a write-ahead log, retries, shards.
+
+A ``MapStageRun`` is one run of one map stage. Its state is the list of record keys, the outcome of every
+finished record (``done``, read back from the write-ahead logs on resume and grown as batches finish) and
+this process's own log. A record's outcome is either ``{"out": [records]}`` or ``{"failed": {...}}``; the
+failed ones become the stage's failures ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from components.base import Failed, MapComponent, record_key
+from runner.backends.base import BudgetExceeded
+from runner.callcache import set_scope
+from runner.context import StageContext
+from runner.errors import StageFailure
+from runner.fingerprint import digest
+from runner.progress import StageProgress
+from runner.results import StageOutput
+from runner.schema import StageSpec
+from runner.store import AppendLog, read_complete_lines
+
+log = logging.getLogger("recipe.run")
+
+Shard = tuple[int, int]  # (i, n): this process runs batches b with b % n == i
+
+
+def unique_keys(records: list[dict]) -> list[str]:
+    """Each record's key; a key seen before gets ``#1``, ``#2``... so every record has its own."""
+    seen: dict[str, int] = {}
+    out = []
+    for r in records:
+        k = record_key(r)
+        if k in seen:
+            seen[k] += 1
+            k = f"{k}#{seen[k]}"
+        else:
+            seen[k] = 0
+        out.append(k)
+    return out
+
+
+def shard_name(stem: str, shard: Shard | None) -> str:
+    """The file a process keeps its own log in: ``wal.jsonl``, or ``wal.shard0of2.jsonl`` for a shard."""
+    return f"{stem}.jsonl" if shard is None else f"{stem}.shard{shard[0]}of{shard[1]}.jsonl"
+
+
+def map_port(comp: MapComponent, spec: StageSpec, stage: str) -> str:
+    """The input port a map stage goes over."""
+    if comp.map_over:
+        return comp.map_over
+    ports = list(spec.inputs)
+    if len(ports) != 1:
+        raise StageFailure(stage, f"{comp.type} maps over one input; give exactly one or set map_over")
+    return ports[0]
+
+
+class ShardDone(Exception):
+    """A sharded run finished its share of a stage; the stage is finished by an unsharded run."""
+
+    def __init__(self, stage: str, done: int, total: int) -> None:
+        super().__init__(f"stage {stage!r}: this shard is done; {done} of {total} records finished so far "
+                         "(run without --shard once every shard is done to merge and finish the stage)")
+        self.stage, self.done, self.total = stage, done, total
+
+
+def retryable(o: Any) -> bool:
+    return isinstance(o, Exception) or (isinstance(o, Failed) and o.retry)
+
+
+def encode(o: Any) -> dict:
+    """A record's outcome as written to the log: ``{"out": [...]}`` or ``{"failed": {error, raw}}``."""
+    if isinstance(o, Exception):
+        return {"failed": {"error": f"{type(o).__name__}: {o}", "raw": None}}
+    if isinstance(o, Failed):
+        return {"failed": {"error": o.error, "raw": o.raw}}
+    if isinstance(o, dict):
+        return {"out": [o]}
+    if isinstance(o, list):
+        return {"out": list(o)}
+    return {"failed": {"error": f"component returned {type(o).__name__}, expected dict, list or Failed",
+                       "raw": None}}
+
+
+class MapStageRun:
+    """One run of a map stage over ``records`` (the records of its mapped port)."""
+
+    def __init__(self, comp: MapComponent, stage: str, spec: StageSpec, ctx: StageContext, records: list[dict],
+                 bar: StageProgress, *, shard: Shard | None = None, retry_failed: bool = False,
+                 revision: int = 0) -> None:
+        self.comp = comp
+        self.stage = stage
+        self.ctx = ctx
+        self.bar = bar
+        self.records = records
+        self.keys = unique_keys(records)
+        self.by_key = dict(zip(self.keys, records))
+        self.batch_size = spec.batch_size or comp.batch_size
+        self.concurrency = spec.concurrency
+        self.retries = spec.retries
+        self.shard = shard
+        self.retry_failed = retry_failed
+        # a retry pass (revision > 0) asks afresh, not from the call journal
+        self.salt = f":rev{revision}" if revision else ""
+        # opening the log cuts a line torn by a crash, before any log is read
+        self.wal = AppendLog(ctx.artifact_dir / shard_name("wal", shard))
+        self.done: dict[str, dict] = {}
+
+    def run(self) -> StageOutput:
+        self._resume()
+        batches = self._batches()
+        if self.done:
+            log.info("stage %s: resuming, %d of %d records already done", self.stage, len(self.done), len(self.keys))
+            self.bar.advance(sum(1 for k in self.keys if k in self.done))
+        self._run_batches(batches)
+        if self.shard:
+            raise ShardDone(self.stage, sum(1 for k in self.keys if k in self.done), len(self.keys))
+        return self._output()
+
+    def _resume(self) -> None:
+        """Read what earlier runs finished: every shard's log counts, this process's own log last so its
+        newer entries win."""
+        for path in sorted(self.ctx.artifact_dir.glob("wal*.jsonl"), key=lambda p: p == self.wal.path):
+            entries = self.wal if path == self.wal.path else read_complete_lines(path)
+            for entry in entries:
+                self.done.update(entry.get("items", {}))
+        if self.retry_failed:
+            self.done = {k: v for k, v in self.done.items() if "failed" not in v}
+
+    def _batches(self) -> list[list[str]]:
+        """The keys still to do, in batches formed the same way on every run (the call journal relies on
+        it); a shard keeps its own batches only."""
+        batches = []
+        for b, i in enumerate(range(0, len(self.keys), self.batch_size)):
+            if self.shard and b % self.shard[1] != self.shard[0]:
+                continue
+            todo = [k for k in self.keys[i:i + self.batch_size] if k not in self.done]
+            if todo:
+                batches.append(todo)
+        return batches
+
+    def _run_batches(self, batches: list[list[str]]) -> None:
+        if self.concurrency > 1 and len(batches) > 1:
+            pool = ThreadPoolExecutor(self.concurrency)
+            try:
+                for f in [pool.submit(self._run_batch, b) for b in batches]:
+                    f.result()
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # no further batch is started (or paid)
+                raise
+            pool.shutdown()
+        else:
+            for b in batches:
+                self._run_batch(b)
+
+    def _run_batch(self, keys: list[str]) -> None:
+        items = self._process(keys)
+        self.wal.append({"items": items})
+        self.done.update(items)
+        self.bar.advance(len(keys))
+
+    def _process(self, keys: list[str]) -> dict[str, dict]:
+        """Each record's outcome for one batch: the batch at once, then the records that failed alone."""
+        batch = [self.by_key[k] for k in keys]
+        set_scope(digest(keys) + self.salt)
+        batch_failed = False
+        try:
+            outs: list[Any] = list(self.comp.process(batch, self.ctx))
+            if len(outs) != len(batch):
+                raise StageFailure(self.stage, f"{self.comp.type}.process returned {len(outs)} results for "
+                                   f"{len(batch)} records")
+        except (BudgetExceeded, StageFailure):
+            raise
+        except Exception as e:  # the batch failed as a whole: try each record alone
+            log.warning("stage %s: batch of %d failed (%s: %s); retrying records one by one",
+                        self.stage, len(batch), type(e).__name__, e)
+            outs = [e] * len(batch)
+            batch_failed = len(batch) > 1
+        # a record of a batch that failed as a whole gets one extra attempt: its first try alone
+        budget = self.retries + (1 if batch_failed else 0)
+        return {k: encode(self._retry(k, rec, o, budget)) for k, rec, o in zip(keys, batch, outs)}
+
+    def _retry(self, key: str, record: dict, outcome: Any, budget: int) -> Any:
+        attempt = 0
+        while retryable(outcome) and attempt < budget:
+            attempt += 1
+            set_scope(f"{key}:retry{attempt}{self.salt}")
+            try:
+                outcome = self.comp.process([record], self.ctx)[0]
+            except (BudgetExceeded, StageFailure):
+                raise
+            except Exception as e:
+                outcome = e
+        return outcome
+
+    def _output(self) -> StageOutput:
+        out, failures = [], []
+        for k in self.keys:
+            item = self.done[k]
+            if "failed" in item:
+                failures.append({"stage": self.stage, "record_id": k, **item["failed"]})
+            else:
+                out.extend(item["out"])
+        counts = {"in": len(self.records), "out": len(out), "failed": len(failures),
+                  "dropped": sum(1 for k in self.keys if "out" in self.done[k] and not self.done[k]["out"])}
+        for f in failures[:5]:
+            log.warning("stage %s, record %s failed: %s", self.stage, f["record_id"], f["error"])
+        return StageOutput(out, failures, counts)

@@ -1,0 +1,192 @@
+"""The life of one stage in a run: reuse its finished folder or run it — manifest, seeding, context,
+timing, records, summary — and record a failure in the manifest before raising it."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from components.base import MapComponent
+from registry.atomic import atomic_write_json, atomic_write_text
+from registry.jsonio import read_json, write_jsonl
+from runner.backends.base import BudgetExceeded
+from runner.callcache import Meter
+from runner.context import StageContext
+from runner.errors import StageFailure
+from runner.folders import StageFolders
+from runner.load import LoadedRecipe
+from runner.map_stage import MapStageRun, Shard, ShardDone, map_port, shard_name
+from runner.models import ModelManager
+from runner.progress import Progress, StageProgress
+from runner.results import StageOutput, StageResult
+from runner.whole_stage import run_whole
+
+log = logging.getLogger("recipe.run")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How stages of this run are run: failed records processed again, or one shard of one map stage."""
+
+    retry_failed: bool = False
+    # (i, n): process only batches b with b % n == i of the one map stage asked for, into logs of this
+    # shard's own; a later unsharded run merges every shard's log and finishes the stage
+    shard: Shard | None = None
+
+
+@dataclass
+class StageDecision:
+    """Whether a stage's finished folder is reused, and the revision it runs as otherwise."""
+
+    cached: StageResult | None  # the result to reuse; None: run the stage
+    revision: int = 0
+    in_place: bool = False  # a finished stage re-run for its failed records (--retry-failed)
+
+
+def decide(folders: StageFolders, stage: str, retry_failed: bool) -> StageDecision:
+    m = folders.manifest(stage)
+    done = folders.is_done(stage)
+    retry = retry_failed and done and bool(m.get("counts", {}).get("failed"))
+    if done and not retry:
+        sdir = folders.dir(stage)
+        cached = StageResult(stage, folders.fingerprint(stage), "cached", sdir, m.get("counts", {}),
+                             m.get("seconds", 0.0), m.get("usage", {}), read_json(sdir / "metrics.json"))
+        return StageDecision(cached)
+    return StageDecision(None, int(m.get("revision", 0)) + (1 if retry else 0), retry)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the global RNGs a component may touch, so a rerun of the lockfile repeats it exactly."""
+    import random
+    import sys
+
+    random.seed(seed)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(seed)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+def usage_of(meter: Meter) -> dict[str, Any]:
+    return {"calls": meter.calls, "cached_calls": meter.cached, "errors": meter.errors, **meter.usage.model_dump()}
+
+
+class Manifest:
+    """A stage folder's ``manifest.json``: ``running`` while the stage runs, then ``done`` or ``failed``
+    with the time it took and the calls it made."""
+
+    def __init__(self, path: Path, data: dict[str, Any], start: float) -> None:
+        self.path = path
+        self.data = data
+        self.start = start  # time.monotonic() when the stage began
+        self.data["status"] = "running"
+        self._write()
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.start
+
+    def done(self, counts: dict[str, int], usage: dict[str, Any]) -> float:
+        seconds = self.seconds()
+        self.data.update(status="done", counts=counts, seconds=round(seconds, 3), usage=usage,
+                         finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        self._write()
+        return seconds
+
+    def failed(self, error: str, usage: dict[str, Any]) -> None:
+        self.data.update(status="failed", error=error, seconds=round(self.seconds(), 3), usage=usage)
+        self._write()
+
+    def _write(self) -> None:
+        atomic_write_json(self.path, self.data)
+
+
+class StageRun:
+    """One stage, run into its folder: records, failures ledger, metrics, report section, manifest."""
+
+    def __init__(self, stage: str, loaded: LoadedRecipe, folders: StageFolders, models: ModelManager,
+                 settings: RunSettings, *, revision: int = 0, say: Callable[[str], None] = log.info) -> None:
+        self.stage = stage
+        self.comp = loaded.components[stage]
+        self.spec = loaded.recipe.stages[stage]
+        self.bindings = loaded.bindings.get(stage, {})
+        self.folders = folders
+        self.models = models
+        self.settings = settings
+        self.revision = revision
+        self.say = say
+
+    def run(self, progress: Progress) -> StageResult:
+        s, comp, folders = self.stage, self.comp, self.folders
+        fp = folders.fingerprint(s)
+        sdir = folders.dir(s)
+        sdir.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        inputs = {port: folders.records(up) for port, up in self.spec.inputs.items()}
+        meter = Meter()
+        manifest = Manifest(sdir / "manifest.json", {
+            "stage": s, "type": comp.type, "version": comp.version, "fingerprint": fp, "status": "running",
+            "revision": self.revision, "inputs": {p: folders.fingerprint(u) for p, u in self.spec.inputs.items()},
+            "params": comp.params.model_dump(mode="json"), "produces_model": comp.produces_model}, start)
+        total = len(inputs[map_port(comp, self.spec, s)]) if isinstance(comp, MapComponent) else None
+        bar = progress.stage(s, total, meter)
+        ctx = self._context(sdir, inputs, meter, bar)
+        log.info("stage %s (%s): running → %s", s, comp.type, sdir)
+        try:
+            output = self._execute(ctx, inputs, bar)
+        except ShardDone:
+            raise
+        except BudgetExceeded as e:
+            manifest.failed(f"budget reached: {e}", usage_of(meter))
+            raise
+        except StageFailure as e:
+            manifest.failed(str(e), usage_of(meter))
+            raise
+        except Exception as e:
+            log.error("stage %s failed:\n%s", s, traceback.format_exc(limit=8))
+            manifest.failed(f"{type(e).__name__}: {e}", usage_of(meter))
+            raise StageFailure(s, f"{type(e).__name__}: {e}") from e
+        write_jsonl(sdir / "records.jsonl", output.records)
+        write_jsonl(sdir / "failures.jsonl", output.failures)
+        folders.keep_records(s, output.records)
+        metrics = self._summarize(output.records, ctx, manifest, meter)
+        usage = usage_of(meter)
+        seconds = manifest.done(output.counts, usage)
+        log.info("stage %s: done in %.1fs, %s", s, seconds, output.counts)
+        return StageResult(s, fp, "ran", sdir, output.counts, seconds, usage, metrics)
+
+    def _context(self, sdir: Path, inputs: dict[str, list[dict]], meter: Meter, bar: StageProgress) -> StageContext:
+        """The component's ``ctx``, after seeding the global RNGs with the stage's seed."""
+        seed = self.folders.seed(self.stage)
+        seed_everything(seed)
+        # each shard journals its calls in a file of its own; every journal of the stage is replayed
+        return StageContext(stage=self.stage, params=self.comp.params, seed=seed, stage_dir=sdir,
+                            bindings=self.bindings, models=self.models, inputs=inputs, meter=meter,
+                            on_advance=bar.advance, journal=sdir / shard_name("calls", self.settings.shard))
+
+    def _execute(self, ctx: StageContext, inputs: dict[str, list[dict]], bar: StageProgress) -> StageOutput:
+        if isinstance(self.comp, MapComponent):
+            records = inputs[map_port(self.comp, self.spec, self.stage)]
+            return MapStageRun(self.comp, self.stage, self.spec, ctx, records, bar, shard=self.settings.shard,
+                               retry_failed=self.settings.retry_failed, revision=self.revision).run()
+        return run_whole(self.comp, self.stage, self.spec, ctx, inputs, run_root=self.folders.root, say=self.say)
+
+    def _summarize(self, records: list[dict], ctx: StageContext, manifest: Manifest, meter: Meter) -> Any:
+        """The component's metrics and report section, written next to its records."""
+        sdir = ctx.artifact_dir
+        try:
+            metrics = self.comp.summarize(records, ctx)
+            if metrics is not None:
+                atomic_write_json(sdir / "metrics.json", metrics)
+            section = self.comp.report(records, metrics, ctx)
+            if section:
+                atomic_write_text(sdir / "report_section.md", section)
+        except Exception as e:
+            log.error("stage %s: summary failed:\n%s", self.stage, traceback.format_exc(limit=8))
+            manifest.failed(f"summary failed: {type(e).__name__}: {e}", usage_of(meter))
+            raise StageFailure(self.stage, f"summarising its records failed: {type(e).__name__}: {e}") from e
+        return metrics
