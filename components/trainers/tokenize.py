@@ -47,12 +47,13 @@ class TokenizeStats:
 
 
 def load_tokenizer(source: ResolvedModel, chat_template: str | None = None):
-    """The base model's tokenizer; ``chat_template`` (or the zoo entry's) replaces its own template."""
-    from transformers import AutoTokenizer
+    """The base model's tokenizer (through the one model-folder loader); ``chat_template`` (or the zoo
+    entry's) replaces its own template."""
+    from registry.model_folder import load_tokenizer as load_folder_tokenizer
 
     if source.path is None:
         raise ValueError(f"model {source.name!r} has no local files to load a tokenizer from")
-    tok = AutoTokenizer.from_pretrained(str(source.path))
+    tok = load_folder_tokenizer(source)
     template = chat_template or source.chat_template
     if template:
         tok.chat_template = template
