@@ -58,23 +58,27 @@ class CompareRewards(WholeComponent):
         return out
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
+        """``before_<dimension>`` / ``after_<dimension>`` means (and ``_n`` responses), the win rate and its
+        counts."""
         means = ctx.load_stats("means") or {}
         rates = [(r["wins"] + 0.5 * r["ties"]) / max(r["wins"] + r["ties"] + r["losses"], 1) for r in records]
-        return {"before": means.get("before"), "after": means.get("after"), "prompts": len(records),
-                "win_rate": sum(rates) / len(rates) if rates else None,
+        out: dict[str, Any] = {}
+        for side in ("before", "after"):
+            got = means.get(side) or {}
+            out.update({f"{side}_{k}": got.get(k) for k in ("n", *DIMENSIONS, "total")})
+        return {**out, "prompts": len(records), "win_rate": sum(rates) / len(rates) if rates else None,
                 "wins": sum(r["wins"] for r in records), "ties": sum(r["ties"] for r in records),
                 "losses": sum(r["losses"] for r in records)}
 
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
         m = metrics or self.summarize(records, ctx)
-        before, after = m.get("before") or {}, m.get("after") or {}
         lines = ["Mean LongReward of the policy before and after training (each dimension 0–10, total 0–40):", "",
                  "| dimension | before | after | change |", "| --- | ---: | ---: | ---: |"]
         for d in (*DIMENSIONS, "total"):
-            b, a = before.get(d), after.get(d)
+            b, a = m.get(f"before_{d}"), m.get(f"after_{d}")
             change = f"{a - b:+.2f}" if a is not None and b is not None else "–"
             lines.append(f"| {d} | {_num(b)} | {_num(a)} | {change} |")
-        lines.append(f"| responses | {before.get('n', 0)} | {after.get('n', 0)} | |")
+        lines.append(f"| responses | {m.get('before_n') or 0} | {m.get('after_n') or 0} | |")
         rate = m.get("win_rate")
         lines += ["", f"Win rate of after over before: **{'n/a' if rate is None else f'{rate:.1%}'}** over "
                       f"{m['prompts']} prompts ({m['wins']} wins, {m['ties']} ties, {m['losses']} losses in "

@@ -30,7 +30,8 @@ def test_table_and_win_rate_of_after_over_before(tmp_path):
                     {"prompt_id": "q", "before_total": 8.0, "after_total": 8.0, "wins": 0, "ties": 1, "losses": 0}]
     m = comp.summarize(rows, ctx)
     assert m["win_rate"] == pytest.approx((1.0 + 0.5) / 2)
-    assert m["before"]["helpfulness"] == pytest.approx(10 / 3) and m["after"]["helpfulness"] == pytest.approx(11 / 3)
+    assert m["before_helpfulness"] == pytest.approx(10 / 3) and m["after_helpfulness"] == pytest.approx(11 / 3)
+    assert (m["before_n"], m["after_n"]) == (3, 3)
     report = comp.report(rows, m, ctx)
     assert "| helpfulness | 3.33 | 3.67 | +0.33 |" in report
     assert "| total | 12.67 | 24.33 | +11.67 |" in report
