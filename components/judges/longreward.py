@@ -215,6 +215,8 @@ class LongReward(MapComponent):
         by_tokens = [a for a in asks if p.scoring == "digit_probabilities" and a.kind != "facts"]
         by_text = [a for a in asks if a not in by_tokens]
         if by_text:
+            # one sampling per kind of question: where generation requests carry a format, each kind's
+            # verdict format ([[n]], [[label]], <statement> list) is declared here
             first = Sampling(temperature=p.temperature, max_new_tokens=p.max_new_tokens, seed=p.seed)
             facts = first.model_copy(update={"max_new_tokens": p.facts_max_new_tokens})
             parsers = {"rating": parse_numeric_score, "support": parse_support_verdict, "facts": parse_statements}
