@@ -121,9 +121,9 @@ RATING_TAIL = {
               "square brackets on the last line, for example: [[6]]",
         "zh": "请先简要说明理由，然后在最后一行用双方括号给出0（最差）到10（最好）的分数，例如：[[6]]",
     },
-    "digit_probabilities": {
-        "en": "Reply with a single digit from 0 (worst) to 9 (best) and nothing else.",
-        "zh": "只回复一个数字，从0（最差）到9（最好），不要写其他内容。",
+    "digit_probabilities": {  # ends on the score's label, so that even a small judge's next token is a digit
+        "en": "Give a score from 0 (worst) to 9 (best). Score (one digit):",
+        "zh": "请给出0（最差）到9（最好）的分数。分数（一个数字）：",
     },
 }
 
