@@ -57,6 +57,8 @@ class DPOParams(Params):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="weight dtype; auto = bfloat16 on a GPU that supports it, else float32")
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
+    loss_chunk_size: int | None = Field(1024, ge=1, description=(
+        "when the pairs carry no reference log-probabilities: as dpo.ref_logps's loss_chunk_size"))
     seed: int | None = Field(None, description="seed of the data order and initialisation; null: the run's seed")
     save_steps: int = Field(200, ge=1, description="checkpoint every this many optimizer steps")
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept in the stage's scratch folder")
@@ -161,6 +163,6 @@ def _policy_ref_logps(policy: Any, p: DPOParams, rows: list) -> list[tuple[float
 
     model = load_causal_lm(policy, dtype=p.dtype)
     try:
-        return reply_logps(model, rows, p.per_device_batch_size)
+        return reply_logps(model, rows, p.loss_chunk_size)
     finally:
         del model

@@ -22,33 +22,34 @@ PAIR_FIELDS = Fields("prompt", "chosen", "rejected")
 TOKENIZE_STATS = "pairs"
 
 
-def reply_logps(model: Any, rows: list[PairRow], batch_size: int = 1,
+def reply_logps(model: Any, rows: list[PairRow], chunk_size: int | None = 1024,
                 advance: Callable[[int], None] | None = None) -> list[tuple[float, float]]:
     """``(log p(chosen | prompt), log p(rejected | prompt))`` under ``model`` for each row: the sum of the
-    reply tokens' log-probabilities (the quantity DPO's loss compares), in float32."""
+    reply tokens' log-probabilities (the quantity DPO's loss compares), in float32.
+
+    One sequence per forward pass, through ``train.sft``'s loss code: sequences longer than ``chunk_size``
+    get their output layer applied ``chunk_size`` positions at a time, so the logits of a long context never
+    exist whole.
+    """
     import torch
+
+    from components.trainers.loop import forward_loss
+    from components.trainers.tokenize import IGNORE_INDEX
 
     device = next(model.parameters()).device
     out: list[tuple[float, float]] = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        seqs = [(r.prompt_ids, r.chosen_ids) for r in chunk] + [(r.prompt_ids, r.rejected_ids) for r in chunk]
-        width = max(len(p) + len(c) for p, c in seqs)
-        ids = torch.zeros((len(seqs), width), dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        reply = torch.zeros((len(seqs), width), dtype=torch.bool)
-        for b, (p, c) in enumerate(seqs):
-            ids[b, : len(p) + len(c)] = torch.tensor(p + c)
-            mask[b, : len(p) + len(c)] = 1
-            reply[b, len(p): len(p) + len(c)] = True
-        with torch.no_grad():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
-        logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        token = logps.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
-        sums = (token * reply[:, 1:].to(device)).sum(dim=1).cpu().tolist()
-        out += list(zip(sums[: len(chunk)], sums[len(chunk):], strict=True))
+    for row in rows:
+        sums = []
+        for reply in (row.chosen_ids, row.rejected_ids):
+            ids = torch.tensor([row.prompt_ids + reply], device=device)
+            labels = ids.clone()
+            labels[0, : len(row.prompt_ids)] = IGNORE_INDEX
+            with torch.no_grad():
+                nll = forward_loss(model, {"input_ids": ids}, labels, (labels != IGNORE_INDEX).float(), chunk_size)
+            sums.append(-float(nll))
+        out.append((sums[0], sums[1]))
         if advance is not None:
-            advance(len(chunk))
+            advance(1)
     return out
 
 
@@ -59,7 +60,9 @@ class RefLogpsParams(Params):
     chat_template: str | None = Field(None, description="Jinja chat template instead of the model's own")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="weight dtype; auto = bfloat16 on a GPU that supports it, else float32")
-    batch_size: int = Field(1, ge=1, description="pairs per forward pass (each pair is two sequences)")
+    loss_chunk_size: int | None = Field(1024, ge=1, description=(
+        "sequences longer than this get their output layer applied this many positions at a time (the full "
+        "logits of a long context never exist); null: always the full logits"))
 
 
 class RefLogps(WholeComponent):
@@ -89,7 +92,7 @@ class RefLogps(WholeComponent):
         rows, kept, stats = tokenize_pairs(records, load_tokenizer(source, p.chat_template), p.max_length)
         ctx.save_stats(TOKENIZE_STATS, stats_dict(stats))
         model = load_causal_lm(source, dtype=p.dtype)
-        logps = reply_logps(model, rows, p.batch_size, lambda n: ctx.advance(n, len(rows)))
+        logps = reply_logps(model, rows, p.loss_chunk_size, lambda n: ctx.advance(n, len(rows)))
         return [{**records[i], "ref_chosen_logps": c, "ref_rejected_logps": r, "ref_tokens": tokens_digest(row)}
                 for i, row, (c, r) in zip(kept, rows, logps, strict=True)]
 

@@ -99,9 +99,10 @@ def test_the_loss_of_a_batch_is_the_dpo_formula_on_the_four_log_probabilities(tm
 def test_reference_log_probabilities_equal_the_policys_own_before_training(tiny_folder):  # noqa: F811
     rows = [tokenize_pair(r, make_tokenizer(), 64) for r in PAIRS]
     model = load_causal_lm(tiny_folder, dtype="float32")
-    (c, r), _ = reply_logps(model, rows, batch_size=2)
-    assert c == pytest.approx(hand_logps(model, rows[0].prompt_ids, rows[0].chosen_ids)[0], abs=1e-4)
-    assert r == pytest.approx(hand_logps(model, rows[0].prompt_ids, rows[0].rejected_ids)[0], abs=1e-4)
+    for chunk_size in (None, 2):  # full logits, or the output layer two positions at a time
+        (c, r), _ = reply_logps(model, rows, chunk_size)
+        assert c == pytest.approx(hand_logps(model, rows[0].prompt_ids, rows[0].chosen_ids)[0], abs=1e-4)
+        assert r == pytest.approx(hand_logps(model, rows[0].prompt_ids, rows[0].rejected_ids)[0], abs=1e-4)
 
 
 def test_stored_log_probabilities_must_be_for_the_same_tokens():
@@ -236,8 +237,8 @@ stages:
         return {s: json.loads((root / d / "manifest.json").read_text()) for s, d in latest.items()}
 
     first = run()
-    assert len(forwards) == len(PAIRS)  # batch_size 1: one forward pass (chosen and rejected) per pair
+    assert len(forwards) == 2 * len(PAIRS)  # one forward pass per reply
     second = run("stages.dpo.params.beta=0.5")
-    assert len(forwards) == len(PAIRS), "the reference model ran again"
+    assert len(forwards) == 2 * len(PAIRS), "the reference model ran again"
     assert second["ref"]["finished"] == first["ref"]["finished"]  # served from the cache
     assert second["dpo"]["finished"] != first["dpo"]["finished"]  # trained again with the new beta
