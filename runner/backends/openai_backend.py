@@ -2,10 +2,13 @@
 ``recipe serve`` server) through the ``openai`` client's ``AsyncOpenAI``.
 
 ``chat`` is synchronous for the caller; inside, the batch runs concurrently on a private event loop
-thread, at most ``concurrency`` requests in flight, under optional requests-per-minute and
-tokens-per-minute limits. Failed attempts are retried with exponential backoff and jitter, waiting
-exactly ``Retry-After`` when the server sends it. The client's own retries are off, so these are the only
-ones. An item that still fails comes back with ``ChatResult.error``; the batch never raises for it.
+thread, under optional requests-per-minute and tokens-per-minute limits. At most ``concurrency``
+requests are in flight per backend instance, across every ``chat`` call: callers in several threads (the
+batches of a map stage, stages side by side) share one window, refilled as each request finishes; a
+request waiting out a retry or a ``Retry-After`` keeps its slot. Failed attempts are retried with
+exponential backoff and jitter, waiting exactly ``Retry-After`` when the server sends it. The client's
+own retries are off, so these are the only ones. An item that still fails comes back with
+``ChatResult.error``; the batch never raises for it.
 
 Settings (endpoint, limits, prices, retries) are ``options.OpenAISettings``, from the zoo entry's ``api``
 block, its ``serving`` values and the recipe's options (``options.settings_for``).
@@ -67,6 +70,7 @@ class OpenAILLM(LLM):
         self.stats = {"requests": 0, "retries": 0, "failed": 0}
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # replaceable in tests
         self._rng = random.Random()
+        self._gate: asyncio.Semaphore | None = None  # the window shared by every chat() call, on the loop
         self._rpm = TokenBucket(settings.rpm) if settings.rpm else None
         self._tpm = TokenBucket(settings.tpm) if settings.tpm else None
         self._tok: Any = None
@@ -139,6 +143,7 @@ class OpenAILLM(LLM):
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._loop = None
+        self._gate = None
 
     # ---- chat ----------------------------------------------------------------------------------------
 
@@ -158,7 +163,9 @@ class OpenAILLM(LLM):
                         report: Callable[[int, ChatResult], None] | None = None) -> list[ChatResult]:
         client = self._get_client()
         results: list[ChatResult | None] = [None] * len(conversations)
-        gate = asyncio.Semaphore(self.settings.concurrency)
+        if self._gate is None:  # made on the loop's thread, which every chat() call runs on
+            self._gate = asyncio.Semaphore(self.settings.concurrency)
+        gate = self._gate
 
         async def one(i: int) -> None:
             async with gate:
