@@ -112,7 +112,8 @@ def cmd_run(args) -> int:
     try:
         summary = run_recipe(loaded, Path(args.runs_dir), console=console, progress=not args.no_progress,
                              retry_failed=args.retry_failed, publish=not args.no_publish, stages=args.stage,
-                             setup_logging=lambda root: _setup_logging(root, args.verbose), shard=shard)
+                             setup_logging=lambda root: _setup_logging(root, args.verbose), shard=shard,
+                             jobs=args.jobs)
     except BudgetExceeded as e:
         console.print(f"[bold yellow]stopped: API budget reached ({e}). Finished work is kept; raise "
                       f"budget_usd and run again to continue.[/]")
@@ -286,6 +287,12 @@ def cmd_publish(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- parser
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recipe", description="Run declarative long-context alignment recipes "
                                 "with a pinned model zoo.")
@@ -311,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stage", action="append", help="run only this stage (and what it needs); repeatable")
     sp.add_argument("--shard", metavar="I/N", help="with one --stage (a map stage whose inputs are done): process "
                     "only shard I of N of its batches; run again without --shard to merge and finish")
+    sp.add_argument("--jobs", "-j", type=_positive, metavar="N", help="run at most N stages at once (default: "
+                    "every ready stage that calls only API models, beside one other stage; 1: one at a time)")
     sp.add_argument("--verbose", "-v", action="store_true", help="log to stderr too")
     sp.set_defaults(func=cmd_run)
 

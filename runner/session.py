@@ -37,9 +37,10 @@ def with_dependencies(loaded: LoadedRecipe, stages: list[str]) -> list[str]:
 
 def run_recipe(loaded: LoadedRecipe, runs_dir: Path, *, console: Any = None, progress: bool = True,
                retry_failed: bool = False, publish: bool = True, stages: list[str] | None = None,
-               setup_logging: Callable[[Path], None] | None = None, shard: tuple[int, int] | None = None) -> str:
+               setup_logging: Callable[[Path], None] | None = None, shard: tuple[int, int] | None = None,
+               jobs: int | None = None) -> str:
     runner = Runner(loaded, runs_dir, console=console, show_progress=progress, retry_failed=retry_failed,
-                    shard=shard)
+                    shard=shard, jobs=jobs)
     folders = runner.folders
     root = folders.root
     if setup_logging:

@@ -18,6 +18,7 @@ from runner.backends.base import BudgetExceeded
 from runner.callcache import Meter
 from runner.context import StageContext
 from runner.errors import StageFailure
+from runner.feed import StageLinks
 from runner.folders import StageFolders
 from runner.load import LoadedRecipe
 from runner.map_stage import MapStageRun, Shard, ShardDone, map_port, shard_name
@@ -109,7 +110,8 @@ class StageRun:
     """One stage, run into its folder: records, failures ledger, metrics, report section, manifest."""
 
     def __init__(self, stage: str, loaded: LoadedRecipe, folders: StageFolders, models: ModelManager,
-                 settings: RunSettings, *, revision: int = 0, say: Callable[[str], None] = log.info) -> None:
+                 settings: RunSettings, *, revision: int = 0, say: Callable[[str], None] = log.info,
+                 links: StageLinks | None = None) -> None:
         self.stage = stage
         self.comp = loaded.components[stage]
         self.spec = loaded.recipe.stages[stage]
@@ -119,6 +121,7 @@ class StageRun:
         self.settings = settings
         self.revision = revision
         self.say = say
+        self.links = links or StageLinks()
 
     def run(self, progress: Progress) -> StageResult:
         s, comp, folders = self.stage, self.comp, self.folders
@@ -126,13 +129,17 @@ class StageRun:
         sdir = folders.dir(s)
         sdir.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
-        inputs = {port: folders.records(up) for port, up in self.spec.inputs.items()}
+        # a map stage fed by an upstream still running (links.source) sees that port's records grow
+        source = self.links.source
+        inputs = {port: source.records if source is not None and source.stage == up else folders.records(up)
+                  for port, up in self.spec.inputs.items()}
         meter = Meter()
         manifest = Manifest(sdir / "manifest.json", {
             "stage": s, "type": comp.type, "version": comp.version, "fingerprint": fp, "status": "running",
             "revision": self.revision, "inputs": {p: folders.fingerprint(u) for p, u in self.spec.inputs.items()},
             "params": comp.params.model_dump(mode="json"), "produces_model": comp.produces_model}, start)
-        total = len(inputs[map_port(comp, self.spec, s)]) if isinstance(comp, MapComponent) else None
+        mapped = isinstance(comp, MapComponent) and source is None  # pipelined: the total comes later
+        total = len(inputs[map_port(comp, self.spec, s)]) if mapped else None
         bar = progress.stage(s, total, meter)
         ctx = self._context(sdir, inputs, meter, bar)
         log.info("stage %s (%s): running → %s", s, comp.type, sdir)
@@ -172,7 +179,8 @@ class StageRun:
         if isinstance(self.comp, MapComponent):
             records = inputs[map_port(self.comp, self.spec, self.stage)]
             return MapStageRun(self.comp, self.stage, self.spec, ctx, records, bar, shard=self.settings.shard,
-                               retry_failed=self.settings.retry_failed, revision=self.revision).run()
+                               retry_failed=self.settings.retry_failed, revision=self.revision,
+                               links=self.links).run()
         return run_whole(self.comp, self.stage, self.spec, ctx, inputs, run_root=self.folders.root, say=self.say)
 
     def _summarize(self, records: list[dict], ctx: StageContext, manifest: Manifest, meter: Meter) -> Any:
