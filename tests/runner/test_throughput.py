@@ -128,3 +128,13 @@ def test_a_failure_stops_the_stages_running_beside_it_and_a_rerun_sends_nothing_
         run(tmp_path, text(None))
     assert counts.total == 96 and counts.twice() == [], "finished calls were journaled, none paid twice"
     assert [r["id"] for r in records(root, "second")] == [f"r{i}" for i in range(48)]
+
+
+def test_jobs_flag_takes_a_whole_number_of_at_least_one(capsys):
+    from runner.cli import build_parser
+
+    assert build_parser().parse_args(["run", "r.yaml", "--jobs", "3"]).jobs == 3
+    assert build_parser().parse_args(["run", "r.yaml"]).jobs is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "r.yaml", "--jobs", "0"])
+    assert "at least 1" in capsys.readouterr().err
