@@ -169,7 +169,11 @@ class StageScheduler:
             return
         self._events.put((job, result, None))
         if sink is not None:
-            sink.close(self.folders.records(job.stage))
+            try:
+                sink.close(self.folders.records(job.stage))
+            except Exception:  # pragma: no cover - a stage downstream must never wait for ever
+                log.exception("stage %s: cannot hand its records on", job.stage)
+                sink.fail()
 
     # ---- collecting ----------------------------------------------------------------------------------
 
