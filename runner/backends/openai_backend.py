@@ -32,13 +32,13 @@ import os
 import random
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from registry.resolved import ResolvedModel
 from runner.backends.base import LLM, BudgetExceeded, ChatResult, Sampling, TokenLogprob, Usage
+from runner.backends.handoff import Handoff
 from runner.backends.jsonhttp import JsonClient, Response, TransportError
 from runner.backends.options import OpenAISettings, settings_for
 from runner.backends.ratelimit import TokenBucket
@@ -89,7 +89,8 @@ class OpenAILLM(LLM):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._reports: ThreadPoolExecutor | None = None
+        # journal appends of finished items, off the loop (they share fsyncs, so several threads)
+        self._reports = Handoff(max(4, min(16, settings.concurrency)), "openai-results")
 
     # ---- tokens --------------------------------------------------------------------------------------
 
@@ -119,13 +120,6 @@ class OpenAILLM(LLM):
                 self._thread = threading.Thread(target=self._loop.run_forever, name="openai-backend", daemon=True)
                 self._thread.start()
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def _reporter(self) -> ThreadPoolExecutor:
-        """The threads that hand finished items to ``on_result`` (journal appends, which share fsyncs)."""
-        if self._reports is None:
-            workers = max(4, min(32, self.settings.concurrency))
-            self._reports = ThreadPoolExecutor(workers, thread_name_prefix="openai-results")
-        return self._reports
 
     def _api_key(self) -> str:
         key = os.environ.get(self.settings.api_key_env)
@@ -166,9 +160,7 @@ class OpenAILLM(LLM):
             self._thread.join(timeout=5)
         self._loop = None
         self._gate = None
-        if self._reports is not None:
-            self._reports.shutdown()
-            self._reports = None
+        self._reports.close()
 
     # ---- chat ----------------------------------------------------------------------------------------
 
@@ -205,7 +197,7 @@ class OpenAILLM(LLM):
                     # journaling (a file write and fsync) runs off the loop, which serves every request
                     # in flight; the slot is held until it is done, so a crash resends at most the
                     # requests in flight
-                    await asyncio.get_running_loop().run_in_executor(self._reporter(), report, i, result)
+                    await self._reports.run(report, i, result)
 
         await asyncio.gather(*(one(i) for i in range(len(conversations))))
         unsent = sum(r is None for r in results)
