@@ -16,6 +16,7 @@ from typing import Any
 
 from components.base import Failed, MapComponent, record_key
 from runner.backends.base import BudgetExceeded
+from runner.backends.window import set_call_order
 from runner.callcache import set_scope
 from runner.context import StageContext
 from runner.errors import StageFailure
@@ -159,10 +160,10 @@ class MapStageRun:
                 self.bar.advance(0, total=len(self.keys))
         return not failed
 
-    def _batches(self) -> list[list[str]]:
-        """The keys still to do, in the batches the records known so far make: batch i is always keys
-        ``[i * batch_size, (i + 1) * batch_size)``, so batches are formed the same way on every run (the
-        call journal relies on it); a shard keeps its own batches only."""
+    def _batches(self) -> list[tuple[int, list[str]]]:
+        """The keys still to do, by batch index, in the batches the records known so far make: batch i is
+        always keys ``[i * batch_size, (i + 1) * batch_size)``, so batches are formed the same way on every
+        run (the call journal relies on it); a shard keeps its own batches only."""
         batches = []
         n = len(self.keys)
         while self._formed < n and (self._formed + self.batch_size <= n or self._closed):
@@ -174,7 +175,7 @@ class MapStageRun:
                 self.bar.advance(len(keys) - len(todo))
             b = i // self.batch_size
             if todo and not (self.shard and b % self.shard[1] != self.shard[0]):
-                batches.append(todo)
+                batches.append((b, todo))
         return batches
 
     def _workers(self) -> int:
@@ -193,7 +194,7 @@ class MapStageRun:
         if workers > 1:
             pool = ThreadPoolExecutor(workers, thread_name_prefix=f"stage:{self.stage}",
                                       initializer=set_current_stage, initargs=(self.stage,))
-        waiting: deque[list[str]] = deque()
+        waiting: deque[tuple[int, list[str]]] = deque()
         running: set[Future] = set()
         try:
             while True:
@@ -208,10 +209,10 @@ class MapStageRun:
                 if not running and (finished or stopping):
                     break
                 if not stopping and pool is None and waiting:
-                    self._run_batch(waiting.popleft())
+                    self._run_batch(*waiting.popleft())
                     continue
                 while not stopping and pool is not None and waiting and len(running) < workers:
-                    f = pool.submit(self._run_batch, waiting.popleft())
+                    f = pool.submit(self._run_batch, *waiting.popleft())
                     f.add_done_callback(lambda _: self._wake.set())
                     running.add(f)
                 self._wake.wait(0.5)  # polls links.stop too
@@ -223,7 +224,8 @@ class MapStageRun:
         if not finished:
             raise StageStopped(self.stage, "stopped: another stage failed (finished batches are kept)")
 
-    def _run_batch(self, keys: list[str]) -> None:
+    def _run_batch(self, index: int, keys: list[str]) -> None:
+        set_call_order(index)  # a model's window serves earlier batches first: they finish in input order
         items = self._process(keys)
         self.wal.append({"items": items})
         with self._lock:

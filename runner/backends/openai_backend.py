@@ -5,8 +5,9 @@ request of the ``openai``/``httpx`` stack, which a window of hundreds of request
 ``chat`` is synchronous for the caller; inside, the batch runs concurrently on a private event loop
 thread, under optional requests-per-minute and tokens-per-minute limits. At most ``concurrency``
 requests are in flight per backend instance, across every ``chat`` call: callers in several threads (the
-batches of a map stage, stages side by side) share one window, refilled as each request finishes; a
-request waiting out a retry or a ``Retry-After`` keeps its slot. Failed attempts are retried with
+batches of a map stage, stages side by side) share one window (``window``), refilled as each request
+finishes, earlier batches first; a request waiting out a retry or a ``Retry-After`` keeps its slot, and
+so does a finished one until ``on_result`` has journaled it. Failed attempts are retried with
 exponential backoff and jitter, waiting exactly ``Retry-After`` when the server sends it (the HTTP
 client only retries a request on a fresh connection when a kept-alive one turns out closed before any
 answer). An item that still fails comes back with ``ChatResult.error``; the batch never raises for it.
@@ -42,6 +43,7 @@ from runner.backends.handoff import Handoff
 from runner.backends.jsonhttp import JsonClient, Response, TransportError
 from runner.backends.options import OpenAISettings, settings_for
 from runner.backends.ratelimit import TokenBucket
+from runner.backends.window import Window, call_order
 
 __all__ = ["OpenAILLM", "OpenAISettings", "settings_for"]
 
@@ -81,7 +83,7 @@ class OpenAILLM(LLM):
         self.stats = {"requests": 0, "retries": 0, "failed": 0}
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # replaceable in tests
         self._rng = random.Random()
-        self._gate: asyncio.Semaphore | None = None  # the window shared by every chat() call, on the loop
+        self._gate = Window(settings.concurrency)  # shared by every chat() call, used on the loop
         self._rpm = TokenBucket(settings.rpm) if settings.rpm else None
         self._tpm = TokenBucket(settings.tpm) if settings.tpm else None
         self._tok: Any = None
@@ -159,7 +161,7 @@ class OpenAILLM(LLM):
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._loop = None
-        self._gate = None
+        self._gate = Window(self.settings.concurrency)
         self._reports.close()
 
     # ---- chat ----------------------------------------------------------------------------------------
@@ -170,22 +172,21 @@ class OpenAILLM(LLM):
             return []
         # the callback is taken now, in the caller's thread: concurrent callers each keep their own
         report = on_result if on_result is not None else self.on_result
-        return self._run(self._chat_all(conversations, sampling, report))
+        return self._run(self._chat_all(conversations, sampling, report, call_order()))
 
     def _budget_reached(self) -> bool:
         budget = self.settings.budget_usd
         return budget is not None and self.total.cost_usd >= budget
 
     async def _chat_all(self, conversations: list[list[dict]], sampling: Sampling,
-                        report: Callable[[int, ChatResult], None] | None = None) -> list[ChatResult]:
+                        report: Callable[[int, ChatResult], None] | None = None, order: int = 0) -> list[ChatResult]:
         client = self._get_client()
         results: list[ChatResult | None] = [None] * len(conversations)
-        if self._gate is None:  # made on the loop's thread, which every chat() call runs on
-            self._gate = asyncio.Semaphore(self.settings.concurrency)
         gate = self._gate
 
         async def one(i: int) -> None:
-            async with gate:
+            await gate.acquire(order)
+            try:
                 if self._budget_reached():
                     return
                 result = await self._complete(client, conversations[i], sampling)
@@ -198,6 +199,8 @@ class OpenAILLM(LLM):
                     # in flight; the slot is held until it is done, so a crash resends at most the
                     # requests in flight
                     await self._reports.run(report, i, result)
+            finally:
+                gate.release()
 
         await asyncio.gather(*(one(i) for i in range(len(conversations))))
         unsent = sum(r is None for r in results)
