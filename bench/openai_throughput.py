@@ -2,8 +2,10 @@
 that answer each request after 100 ms.
 
 The endpoints run in a process of their own (as a real endpoint would) with TCP_NODELAY and keep-alive
-(without them the test server itself adds ~40 ms a request). Each scenario is a fresh `recipe run` of a
-recipe written here (`load.jsonl` → `generate.chat`), in a subprocess:
+(without them the test server itself adds ~40 ms a request): by default on an event loop that answers
+each request exactly 100 ms after it arrived; `--server threads` uses `recipe serve`'s threading server
+instead (a thread per connection, which adds its own CPU time per request). Each scenario is a fresh
+`recipe run` of a recipe written here (`load.jsonl` → `generate.chat`), in a subprocess:
 
 1. 32 prompts at `concurrency: 1`                                    ideal 32 × 100 ms = 3.2 s
 2. 256 prompts at `concurrency: 32`, default batch size              ideal 256 / 32 × 100 ms = 0.8 s
@@ -16,7 +18,7 @@ For each: the endpoint's span (first request in → last answer out), the stages
 manifests), the whole `recipe run` (with Python start-up and imports), the most requests in flight at the
 endpoints and the prompts sent more than once.
 
-    python bench/openai_throughput.py [--latency 0.1] [--failure-rate 0.2]
+    python bench/openai_throughput.py [--latency 0.1] [--failure-rate 0.2] [--server asyncio|threads]
 
 The last line is ``name=value`` pairs, e.g. ``c1_s=3.26 c32_s=0.84 ... lost_records=0``.
 """
@@ -24,6 +26,7 @@ The last line is ``name=value`` pairs, e.g. ``c1_s=3.26 c32_s=0.84 ... lost_reco
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import json
 import multiprocessing
@@ -73,6 +76,25 @@ class Stats:
         self.sent: collections.Counter[str] = collections.Counter()
         self.cpu = time.process_time()
 
+    def arrive(self, port: int, rng: random.Random) -> float:
+        """A request came in: count it; returns the roll that decides whether it fails."""
+        with self.lock:
+            now = time.monotonic()
+            self.first = self.first if self.first is not None else now
+            self.spans.setdefault(port, [now, 0.0])
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            self.attempts += 1
+            return rng.random()
+
+    def leave(self, port: int, prompt: str, failed: bool) -> None:
+        """Its answer is ready to go out."""
+        with self.lock:
+            self.in_flight -= 1
+            if not failed:
+                self.sent[f"{port}:{prompt}"] += 1
+            self.last = self.spans[port][1] = time.monotonic()
+
     def report(self) -> dict[str, Any]:
         span = (self.last - self.first) if self.first is not None and self.last is not None else 0.0
         zero = self.first or 0.0
@@ -96,21 +118,10 @@ class BenchHandler(ChatHandler):
         raw = self.read_body()
         server, stats = self.server, self.server.stats
         prompt = json.loads(raw)["messages"][-1]["content"]
-        port = server.server_address[1]
-        with stats.lock:
-            stats.first = stats.first if stats.first is not None else time.monotonic()
-            stats.spans.setdefault(port, [time.monotonic(), 0.0])
-            stats.in_flight += 1
-            stats.peak = max(stats.peak, stats.in_flight)
-            stats.attempts += 1
-            roll = server.rng.random()
+        roll = stats.arrive(server.server_address[1], server.rng)
         time.sleep(server.latency)
         failed = roll < server.failure_rate
-        with stats.lock:
-            stats.in_flight -= 1
-            if not failed:
-                stats.sent[f"{port}:{prompt}"] += 1
-            stats.last = stats.spans[port][1] = time.monotonic()
+        stats.leave(server.server_address[1], prompt, failed)
         if roll < server.failure_rate / 2:
             self.send_error_json(429, "rate limited", kind="rate_limit_error", headers={"Retry-After": "0"})
         elif failed:
@@ -119,9 +130,72 @@ class BenchHandler(ChatHandler):
             self.respond_chat(raw)
 
 
-def serve_in_child(latency: float, failure_rates: list[float], ports: Any) -> None:
-    """One endpoint per failure rate, all in this (separate) process, sharing one Stats."""
+def completion(prompt: str) -> bytes:
+    return json.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "echo",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "echo " + prompt},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 8, "completion_tokens": 4, "total_tokens": 12},
+    }).encode()
+
+
+def answer(status: int, body: bytes, extra: str = "") -> bytes:
+    reason = {200: "OK", 429: "Too Many Requests", 500: "Internal Server Error"}[status]
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"{extra}\r\n").encode() + body
+
+
+async def serve_asyncio(latency: float, failure_rates: list[float], stats: Stats, ports: Any) -> None:
+    """The endpoints on one event loop: each request is answered ``latency`` seconds after it arrived,
+    whatever else is in flight (keep-alive; asyncio sets TCP_NODELAY)."""
+
+    def handler(rate: float, rng: random.Random):
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            port = writer.get_extra_info("sockname")[1]
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    lines = head.split(b"\r\n")
+                    method, path = lines[0].split()[:2]
+                    length = next((int(line[15:]) for line in lines[1:]
+                                   if line[:15].lower() == b"content-length:"), 0)
+                    raw = await reader.readexactly(length) if length else b""
+                    if method == b"GET":
+                        with stats.lock:
+                            body = json.dumps(stats.report()).encode()
+                            if path == b"/reset":
+                                stats.reset()
+                        writer.write(answer(200, body))
+                        continue
+                    prompt = json.loads(raw)["messages"][-1]["content"]
+                    roll = stats.arrive(port, rng)
+                    await asyncio.sleep(latency)
+                    stats.leave(port, prompt, failed=roll < rate)
+                    if roll < rate / 2:
+                        writer.write(answer(429, b'{"error": {"message": "rate limited"}}', "Retry-After: 0\r\n"))
+                    elif roll < rate:
+                        writer.write(answer(500, b'{"error": {"message": "internal error"}}'))
+                    else:
+                        writer.write(answer(200, completion(prompt)))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            writer.close()
+        return handle
+
+    for i, rate in enumerate(failure_rates):
+        server = await asyncio.start_server(handler(rate, random.Random(i)), "127.0.0.1", 0, backlog=512)
+        ports.put(server.sockets[0].getsockname()[1])
+    await asyncio.Event().wait()
+
+
+def serve_in_child(latency: float, failure_rates: list[float], ports: Any, kind: str = "asyncio") -> None:
+    """One endpoint per failure rate, all in this (separate) process, sharing one Stats: on an event loop
+    (``asyncio``), or ``recipe serve``'s threading server (``threads``: a thread per connection, the
+    answer through its batching worker)."""
     stats = Stats()
+    if kind == "asyncio":
+        asyncio.run(serve_asyncio(latency, failure_rates, stats, ports))
+        return
     for i, rate in enumerate(failure_rates):
         server = make_server(EchoLLM(), "127.0.0.1", 0, model_name="echo", handler=BenchHandler)
         server.latency, server.failure_rate, server.rng, server.stats = latency, rate, random.Random(i), stats
@@ -173,12 +247,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.1, help="endpoint latency per request, seconds")
     parser.add_argument("--failure-rate", type=float, default=0.2, help="share of attempts failing in scenario 5")
+    parser.add_argument("--server", choices=["asyncio", "threads"], default="asyncio",
+                        help="the endpoints: an event loop answering after exactly the latency, or `recipe "
+                        "serve`'s threading server (which adds its own CPU time per request)")
     args = parser.parse_args()
     lat = args.latency
 
     ctx = multiprocessing.get_context("spawn")
     ports_q = ctx.Queue()
-    child = ctx.Process(target=serve_in_child, args=(lat, [0.0, 0.0, args.failure_rate], ports_q), daemon=True)
+    child = ctx.Process(target=serve_in_child, args=(lat, [0.0, 0.0, args.failure_rate], ports_q, args.server),
+                        daemon=True)
     child.start()
     a, b, flaky = (ports_q.get(timeout=60) for _ in range(3))
     os.environ.pop("OPENAI_API_KEY", None)  # a local endpoint needs no key
