@@ -34,7 +34,8 @@ class Counts:
         self.lock = threading.Lock()
         self.in_flight = 0
         self.peak = 0
-        self.sent: collections.Counter[str] = collections.Counter()
+        self.sent: collections.Counter[str] = collections.Counter()  # answered, by endpoint and prompt
+        self.refused = 0  # requests answered 429
 
     @property
     def total(self) -> int:
@@ -54,22 +55,33 @@ class SlowCountingHandler(ChatHandler):
         with counts.lock:
             counts.in_flight += 1
             counts.peak = max(counts.peak, counts.in_flight)
-            counts.sent[server.tag + prompt] += 1
+            refuse = server.refusals.get(prompt, 0) > 0
+            if refuse:
+                server.refusals[prompt] -= 1
+                counts.refused += 1
+            else:
+                counts.sent[server.tag + prompt] += 1
         time.sleep(server.latency)
         with counts.lock:  # before the answer goes out: the client may send the next one once it has it
             counts.in_flight -= 1
-        self.respond_chat(raw)
+        if refuse:
+            self.send_error_json(429, "slow down", kind="rate_limit_error", headers={"Retry-After": "0.05"})
+        else:
+            self.respond_chat(raw)
 
 
 @contextlib.contextmanager
-def endpoints(n: int = 1, latency: float = 0.05, counts: Counts | None = None) -> Iterator[tuple[Counts, list[str]]]:
+def endpoints(n: int = 1, latency: float = 0.05, counts: Counts | None = None,
+              refusals: dict[str, int] | None = None) -> Iterator[tuple[Counts, list[str]]]:
     """``n`` endpoints sharing one ``Counts`` (prompts keyed ``<i>:prompt`` by endpoint); yields the counts
-    and each endpoint's base URL."""
+    and each endpoint's base URL. ``refusals``: how many times each prompt is first answered 429 with
+    ``Retry-After: 0.05``."""
     counts = counts or Counts()
     servers = []
     for i in range(n):
         server = make_server(EchoLLM(), "127.0.0.1", 0, model_name="echo", handler=SlowCountingHandler)
         server.counts, server.latency, server.tag = counts, latency, f"{i}:"
+        server.refusals = dict(refusals or {})
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
     try:

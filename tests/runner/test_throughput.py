@@ -61,6 +61,15 @@ def test_concurrency_one_sends_one_request_at_a_time(tmp_path):
     assert counts.peak == 1 and counts.total == 12 and counts.twice() == []
 
 
+def test_retries_and_retry_after_waits_keep_their_slot(tmp_path):
+    refusals = {f"number {i}": 2 for i in range(0, 40, 3)}  # 14 prompts refused twice each
+    with endpoints(1, latency=0.02, refusals=refusals) as (counts, urls):
+        root = run(tmp_path, recipe({"a": api_model(urls[0], 8)}, {"ask": ask("nums", "a")}, 40))
+    assert counts.peak == 8, "never more than the window, waits included"
+    assert counts.refused == 28 and counts.total == 40 and counts.twice() == []
+    assert [r["id"] for r in records(root, "ask")] == [f"r{i}" for i in range(40)]
+
+
 def test_independent_stages_run_side_by_side(tmp_path):
     models = {"a": api_model("{0}", 16), "b": api_model("{1}", 16)}
     stages = {"left": ask("nums", "a"), "right": ask("nums", "b")}
