@@ -1,8 +1,9 @@
 """Which stages of a run run now: every stage whose inputs are ready, side by side, up to ``--jobs``.
 
 - A stage that calls only API models runs beside any others: it waits on its endpoint, not on this
-  machine. Any other stage (a model in this process, a trainer, a loader) runs one at a time, since they
-  share the CPU or GPU and the global RNGs each one seeds; among themselves they keep the recipe's order.
+  machine, and it does not reseed the process's RNGs. Any other stage (a model in this process, a
+  trainer, a loader) runs one at a time, since they share the CPU or GPU and the global RNGs each one
+  seeds; among themselves they keep the recipe's order.
 - A map stage whose mapped input comes from a map stage that is still running starts at once and works
   on the records its upstream has finished so far (pipelining, ``runner.feed``).
 - ``jobs`` caps how many stages run at once (default: no cap); ``jobs=1`` runs the stages one after

@@ -167,9 +167,11 @@ class StageRun:
         return StageResult(s, fp, "ran", sdir, output.counts, seconds, usage, metrics)
 
     def _context(self, sdir: Path, inputs: dict[str, list[dict]], meter: Meter, bar: StageProgress) -> StageContext:
-        """The component's ``ctx``, after seeding the global RNGs with the stage's seed."""
+        """The component's ``ctx``, after seeding the global RNGs with the stage's seed; a stage that calls
+        only API models (``links.window``) runs beside others and leaves them alone (it has ``ctx.rng``)."""
         seed = self.folders.seed(self.stage)
-        seed_everything(seed)
+        if self.links.window is None:
+            seed_everything(seed)
         # each shard journals its calls in a file of its own; every journal of the stage is replayed
         return StageContext(stage=self.stage, params=self.comp.params, seed=seed, stage_dir=sdir,
                             bindings=self.bindings, models=self.models, inputs=inputs, meter=meter,
