@@ -7,9 +7,10 @@ import re
 import sys
 from pathlib import Path
 
+# exit statuses of `recipe run` (README, Commands)
+EXIT_STAGE = 1  # a stage failed (or an API budget stopped it), or the run could not start or write its files
 EXIT_RECIPE = 2  # a bad recipe or bad arguments
-EXIT_STAGE = 1  # a stage failed at run time
-EXIT_BUDGET = 3  # an API budget stopped the run
+EXIT_FAILED_RECORDS = 3  # the run finished, but a stage has more failed records than its max_failed
 
 
 def _console(stderr: bool = False):
@@ -71,6 +72,17 @@ def _setup_logging(run_root: Path, verbose: bool) -> None:
         sh.addFilter(RedactingFilter())
         sh._recipe = True  # type: ignore[attr-defined]
         root.addHandler(sh)
+    else:  # problems with the run's own files (a damaged log line skipped) are said on the console too
+        sh = logging.StreamHandler(sys.stderr)
+        sh.setLevel(logging.WARNING)
+        sh.setFormatter(logging.Formatter("warning: %(message)s"))
+        sh.addFilter(RedactingFilter())
+        sh._recipe = True  # type: ignore[attr-defined]
+        files = logging.getLogger("recipe.files")
+        for h in list(files.handlers):
+            if getattr(h, "_recipe", False):
+                files.removeHandler(h)
+        files.addHandler(sh)
     for noisy in ("httpx", "httpcore", "urllib3", "filelock", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -106,33 +118,41 @@ def cmd_run(args) -> int:
             return EXIT_RECIPE
         shard = (int(m.group(1)), int(m.group(2)))
     console = _console()
+    from rich.markup import escape
+
+    from registry.secrets import redact
     from runner.backends.base import BudgetExceeded
+    from runner.errors import RunFileError
     from runner.publish import PublishError
+    from runner.run_lock import RunFolderBusy
 
     try:
-        summary = run_recipe(loaded, Path(args.runs_dir), console=console, progress=not args.no_progress,
+        outcome = run_recipe(loaded, Path(args.runs_dir), console=console, progress=not args.no_progress,
                              retry_failed=args.retry_failed, publish=not args.no_publish, stages=args.stage,
-                             setup_logging=lambda root: _setup_logging(root, args.verbose), shard=shard)
+                             setup_logging=lambda root: _setup_logging(root, args.verbose), shard=shard,
+                             wait=args.wait)
+    except RunFolderBusy as e:
+        console.print(f"[bold red]not started:[/] {escape(str(e))}")
+        return EXIT_STAGE
     except BudgetExceeded as e:
-        console.print(f"[bold yellow]stopped: API budget reached ({e}). Finished work is kept; raise "
-                      f"budget_usd and run again to continue.[/]")
-        return EXIT_BUDGET
+        console.print(f"[bold yellow]stopped: API budget reached ({escape(redact(str(e)))}). Finished work is "
+                      f"kept; raise budget_usd and run again to continue.[/]")
+        return EXIT_STAGE
     except PublishError as e:
-        from rich.markup import escape
-
-        console.print(f"[bold red]publish failed:[/] {escape(str(e))}")
+        console.print(f"[bold red]publish failed:[/] {escape(redact(str(e)))}")
         console.print("The run itself finished; publish it again with `recipe publish`.")
         return EXIT_STAGE
     except StageFailure as e:
-        from rich.markup import escape
-
-        from registry.secrets import redact
-
         console.print(f"[bold red]failed:[/] {escape(redact(str(e)))}")
         console.print("Fix the cause and run the same command again: finished records and calls are reused.")
         return EXIT_STAGE
-    console.print(summary)
-    return 0
+    except RunFileError as e:
+        console.print(f"[bold red]failed:[/] {escape(redact(str(e)))}")
+        return EXIT_STAGE
+    console.print(outcome.text)
+    for line in outcome.details:
+        console.print(line, markup=False, highlight=False)
+    return outcome.exit_code
 
 
 def cmd_plan(args) -> int:
@@ -306,7 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="validate, then run a recipe (cached, resumable)")
     recipe_opts(sp)
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
-    sp.add_argument("--retry-failed", action="store_true", help="process records in the failures ledger again")
+    sp.add_argument("--retry-failed", action="store_true", help="also try again the failed records that are within "
+                    "a stage's max_failed (those beyond it are tried again by any run)")
+    sp.add_argument("--wait", action="store_true", help="if another run holds the run folder, wait for it to finish "
+                    "instead of stopping")
     sp.add_argument("--no-publish", action="store_true", help="skip the recipe's publish: step")
     sp.add_argument("--stage", action="append", help="run only this stage (and what it needs); repeatable")
     sp.add_argument("--shard", metavar="I/N", help="with one --stage (a map stage whose inputs are done): process "
