@@ -132,7 +132,7 @@ def cmd_run(args) -> int:
                              setup_logging=lambda root: _setup_logging(root, args.verbose), shard=shard,
                              wait=args.wait)
     except RunFolderBusy as e:
-        console.print(f"[bold red]not started:[/] {escape(str(e))}")
+        console.print(f"[bold red]not started:[/] {escape(str(e))}", soft_wrap=True)
         return EXIT_STAGE
     except BudgetExceeded as e:
         console.print(f"[bold yellow]stopped: API budget reached ({escape(redact(str(e)))}). Finished work is "
@@ -143,15 +143,16 @@ def cmd_run(args) -> int:
         console.print("The run itself finished; publish it again with `recipe publish`.")
         return EXIT_STAGE
     except StageFailure as e:
-        console.print(f"[bold red]failed:[/] {escape(redact(str(e)))}")
+        # never wrapped: the file it names stays one piece a person can copy
+        console.print(f"[bold red]failed:[/] {escape(redact(str(e)))}", soft_wrap=True)
         console.print("Fix the cause and run the same command again: finished records and calls are reused.")
         return EXIT_STAGE
     except RunFileError as e:
-        console.print(f"[bold red]failed:[/] {escape(redact(str(e)))}")
+        console.print(f"[bold red]failed:[/] {escape(redact(str(e)))}", soft_wrap=True)
         return EXIT_STAGE
     console.print(outcome.text)
     for line in outcome.details:
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     return outcome.exit_code
 
 

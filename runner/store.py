@@ -110,16 +110,19 @@ class AppendLog:
         with self._lock:
             size = self.path.stat().st_size if self.path.exists() else 0
             try:
-                with open(self.path, "a", encoding="utf-8") as f:
-                    f.write(text)
-                    f.flush()
-                    os.fsync(f.fileno())
+                self._write(text)
             except OSError as e:
                 try:  # no half line left behind for the next append to follow
                     os.truncate(self.path, size)
                 except OSError:
                     pass
                 raise write_fault(self.path, e) from e
+
+    def _write(self, text: str) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 # what a finished stage wrote and the manifest vouches for: not its logs (they only grow), its scratch
@@ -200,9 +203,10 @@ class RunStore:
         path = self.stage_dir(stage, fingerprint) / "records.jsonl"
         try:
             return read_jsonl(path, missing_ok=True)
-        except ValueError as e:  # the message names the file and line
-            raise RunFileError(path.parent, f"damaged records ({e}); run the recipe again to rebuild them, "
-                               f"or delete {path.parent}") from None
+        except ValueError as e:
+            where = str(e).removeprefix(f"{path}:")
+            raise RunFileError(path, f"damaged, {'line ' if where[:1].isdigit() else ''}{where}; run the recipe "
+                               f"again to rebuild the stage, or delete {path.parent}") from None
 
     def set_latest(self, stages: dict[str, str]) -> None:
         latest = read_json(self.root / "latest.json", {}) or {}
