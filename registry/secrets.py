@@ -9,8 +9,9 @@ registers it (``register_secret_env``). Secrets written inline in a recipe or zo
 (True, True, False, False)
 >>> inline_secrets({"models": {"g": {"options": {"api_key": "sk-1", "api_key_env": "K"}}}})
 [('models', 'g', 'options', 'api_key')]
->>> sorted(secret_env_names({"api": {"api_key_env": "MY_KEY"}, "publish": {"token_env": "HUB"}, "x_env": "NOT"}))
-['HUB', 'MY_KEY']
+>>> sorted(secret_env_names({"api": {"api_key_env": "MY_KEY"}, "publish": {"token_env": "HUB"}, "x_env": "NOT",
+...                          "models": {"m": "openai://gpt?base_url=http://h/v1&api_key_env=URI_KEY"}}))
+['HUB', 'MY_KEY', 'URI_KEY']
 """
 
 from __future__ import annotations
@@ -61,10 +62,20 @@ def inline_secrets(data: Any) -> list[tuple]:
     return [p for p, k, v in _walk(data) if is_secret_key(k) and isinstance(v, str) and v.strip()]
 
 
+_URI_ENV = re.compile(r"[?&](\w+)_env=([^&#\s]+)")
+
+
 def secret_env_names(data: Any) -> set[str]:
-    """Env var names that ``data`` says hold secrets: the values of ``api_key_env``, ``token_env``... keys."""
-    return {v for _, k, v in _walk(data)
-            if k.endswith("_env") and is_secret_key(k[:-4]) and isinstance(v, str) and v}
+    """Env var names that ``data`` says hold secrets: the values of ``api_key_env``, ``token_env``... keys,
+    also in a source URI's query (``openai://m?api_key_env=MY_KEY``)."""
+    names = set()
+    for _, k, v in _walk({"": data}):
+        if not isinstance(v, str) or not v:
+            continue
+        if k.endswith("_env") and is_secret_key(k[:-4]):
+            names.add(v)
+        names.update(name for key, name in _URI_ENV.findall(v) if is_secret_key(key))
+    return names
 
 
 def secret_values() -> list[str]:

@@ -26,8 +26,9 @@ EXIT_FAILED_RECORDS = 3  # the run finished, but a stage has more failed records
 
 @dataclass
 class RunOutcome:
-    """How a run ended: ``text`` for the console (rich markup), ``details`` (plain lines: the failures
-    summary), and the exit status (0, or 3 when a stage's failed records are beyond its limit)."""
+    """How a run ended: ``text``, its first line for the console (rich markup), ``details`` (plain lines:
+    the failures summary, where the report is, what was published), and the exit status (0, or 3 when a
+    stage's failed records are beyond its limit)."""
 
     text: str
     details: list[str] = field(default_factory=list)
@@ -127,6 +128,5 @@ def _run(runner: Runner, loaded: LoadedRecipe, *, publish: bool, stages: list[st
                        + (" Nothing was published." if publish and pub is not None and order is None else ""))
     else:
         head = f"[bold green]done[/] {loaded.name}: {counted}"
-    lines = [head, f"report: {root / 'report.md'}"] + [f"published: {p}" for p in published]
-    return RunOutcome("\n".join(lines), [redact(d) for d in details], failures,
-                      EXIT_FAILED_RECORDS if over else 0)
+    details += [f"report: {root / 'report.md'}"] + [f"published: {p}" for p in published]
+    return RunOutcome(head, [redact(d) for d in details], failures, EXIT_FAILED_RECORDS if over else 0)
