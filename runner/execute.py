@@ -65,9 +65,6 @@ class Runner:
         recipe = self.loaded.recipe
         with Progress(self.console, enabled=self.show_progress) as progress:
             for s in order:
-                if self.settings.shard and s != order[-1] and not folders.is_done(s):
-                    raise StageFailure(s, "--shard runs one map stage whose inputs are finished: run the "
-                                       "upstream stages first (without --shard)")
                 # a stage that ended with more failed records than it allows feeds no later stage: they
                 # would be paid for on partial data, then again once its failed records are redone
                 short = [u for u in self.loaded.deps[s] if u in self.held]
@@ -77,6 +74,12 @@ class Runner:
                                                   error=f"waits for {', '.join(short)}")
                     continue
                 decision = decide(folders, s, self.settings.retry_failed, recipe.failure_limit(s))
+                if self.settings.shard and s != order[-1] and decision.cached is None:
+                    # shards run side by side: none of them may run (or redo records of) an upstream stage
+                    raise StageFailure(s, "--shard runs one map stage whose inputs are finished: run the "
+                                       "upstream stages first (without --shard)")
+                if self.settings.shard and decision.in_place:
+                    raise StageFailure(s, "it finished with failed records; a run without --shard tries them again")
                 if decision.note:
                     log.warning(decision.note)
                     self.say(decision.note)

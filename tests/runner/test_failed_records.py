@@ -149,3 +149,27 @@ def test_duplicate_ids_in_an_input_stop_the_stage_naming_both(tmp_path, llm):
     with pytest.raises(StageFailure, match=r"stage 'ask': records #2 and #4 of the input both have id 'b'"):
         run(tmp_path, text)
     assert llm.generated == 0
+
+
+def test_plan_shows_a_stage_beyond_its_limit_as_running_again(tmp_path, llm):
+    from runner.folders import StageFolders
+    from runner.plan import make_plan
+
+    text = RECIPE.replace("{fail_while: FAIL_WHILE}", '{fail_on: "number 2"}')
+    run(tmp_path, text)
+    p = tmp_path / "r.yaml"
+
+    def status(overrides):
+        rows = make_plan(StageFolders.open(load_recipe(p, overrides=overrides), tmp_path / "runs"))
+        return {r.stage: r.status for r in rows}
+
+    assert status([]) == {"nums": "cached", "ask": "run", "count": "run"}
+    assert status(["max_failed=1"]) == {"nums": "cached", "ask": "cached", "count": "run"}
+
+
+def test_a_shard_does_not_retry_failed_records(tmp_path, llm):
+    text = RECIPE.replace("{fail_while: FAIL_WHILE}", '{fail_on: "number 2"}')
+    run(tmp_path, text)
+    with pytest.raises(StageFailure, match="stage 'ask': it finished with failed records; a run without --shard "
+                                           "tries them again"):
+        run(tmp_path, text, stages=["ask"], shard=(0, 2))
