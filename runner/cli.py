@@ -150,6 +150,12 @@ def cmd_run(args) -> int:
     except RunFileError as e:
         console.print(f"[bold red]failed:[/] {escape(redact(str(e)))}", soft_wrap=True)
         return EXIT_STAGE
+    except OSError as e:  # a run-level file (lockfile, report, latest.json) that cannot be written
+        from runner.store import is_disk_fault, write_fault
+
+        problem = str(write_fault(None, e)) if is_disk_fault(e) else f"{e.filename or ''}: {e.strerror or e}"
+        console.print(f"[bold red]failed:[/] {escape(redact(problem))}", soft_wrap=True)
+        return EXIT_STAGE
     console.print(outcome.text)
     for line in outcome.details:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -297,7 +303,7 @@ def cmd_publish(args) -> int:
 
     try:
         items = publish_run(run_dir, args.to, artifacts=args.artifacts, private=not args.public)
-    except PublishError as e:
+    except (PublishError, OSError, ValueError) as e:  # a damaged run file is named by its message
         print(f"publish failed: {e}", file=sys.stderr)
         return EXIT_STAGE
     for it in items:

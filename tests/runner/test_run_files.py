@@ -167,3 +167,21 @@ def test_damaged_records_without_checksums_are_a_message_naming_the_file(tmp_pat
     text = out.out + out.err
     assert "Traceback" not in text
     assert f"{ask / 'records.jsonl'}: damaged, line 2: not valid JSON" in text
+
+
+def test_a_run_level_file_that_cannot_be_written_is_one_message(tmp_path, llm, monkeypatch, capsys):
+    import registry.atomic
+
+    real = registry.atomic.atomic_write_bytes
+
+    def full(path, data):
+        if path.name == "recipe.yaml":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(registry.atomic, "atomic_write_bytes", full)
+    p = write(tmp_path / "r.yaml", RECIPE)
+    assert main(["run", str(p), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 1
+    text = "".join(capsys.readouterr())
+    assert "Traceback" not in text
+    assert f"{tmp_path / 'runs' / 'demo' / 'recipe.yaml'}: cannot write: No space left on device (" in text
