@@ -66,22 +66,18 @@ def _setup_logging(run_root: Path, verbose: bool) -> None:
     fh.addFilter(RedactingFilter())
     fh._recipe = True  # type: ignore[attr-defined]
     root.addHandler(fh)
+    files = logging.getLogger("recipe.files")
+    for h in [h for h in files.handlers if getattr(h, "_recipe", False)]:
+        files.removeHandler(h)
+    sh = logging.StreamHandler(sys.stderr)
+    sh.addFilter(RedactingFilter())
+    sh._recipe = True  # type: ignore[attr-defined]
     if verbose:
-        sh = logging.StreamHandler(sys.stderr)
         sh.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        sh.addFilter(RedactingFilter())
-        sh._recipe = True  # type: ignore[attr-defined]
         root.addHandler(sh)
     else:  # problems with the run's own files (a damaged log line skipped) are said on the console too
-        sh = logging.StreamHandler(sys.stderr)
         sh.setLevel(logging.WARNING)
         sh.setFormatter(logging.Formatter("warning: %(message)s"))
-        sh.addFilter(RedactingFilter())
-        sh._recipe = True  # type: ignore[attr-defined]
-        files = logging.getLogger("recipe.files")
-        for h in list(files.handlers):
-            if getattr(h, "_recipe", False):
-                files.removeHandler(h)
         files.addHandler(sh)
     for noisy in ("httpx", "httpcore", "urllib3", "filelock", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -92,7 +88,7 @@ def cmd_run(args) -> int:
 
     # library deprecation notices say nothing a recipe author can act on; run.log keeps our own warnings
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from runner.errors import RecipeError, StageFailure
+    from runner.errors import RecipeError, RunFileError, StageFailure
     from runner.session import run_recipe
 
     try:
@@ -122,7 +118,6 @@ def cmd_run(args) -> int:
 
     from registry.secrets import redact
     from runner.backends.base import BudgetExceeded
-    from runner.errors import RunFileError
     from runner.publish import PublishError
     from runner.run_lock import RunFolderBusy
 
@@ -147,14 +142,12 @@ def cmd_run(args) -> int:
         console.print(f"[bold red]failed:[/] {escape(redact(str(e)))}", soft_wrap=True)
         console.print("Fix the cause and run the same command again: finished records and calls are reused.")
         return EXIT_STAGE
-    except RunFileError as e:
-        console.print(f"[bold red]failed:[/] {escape(redact(str(e)))}", soft_wrap=True)
-        return EXIT_STAGE
-    except OSError as e:  # a run-level file (lockfile, report, latest.json) that cannot be written
+    except (RunFileError, OSError) as e:  # a damaged run file, or a run-level one that cannot be written
         from runner.store import is_disk_fault, write_fault
 
-        problem = str(write_fault(None, e)) if is_disk_fault(e) else f"{e.filename or ''}: {e.strerror or e}"
-        console.print(f"[bold red]failed:[/] {escape(redact(problem))}", soft_wrap=True)
+        problem = e if isinstance(e, RunFileError) else write_fault(None, e) if is_disk_fault(e) else \
+            f"{e.filename or ''}: {e.strerror or e}"
+        console.print(f"[bold red]failed:[/] {escape(redact(str(problem)))}", soft_wrap=True)
         return EXIT_STAGE
     console.print(outcome.text)
     for line in outcome.details:
