@@ -60,41 +60,39 @@ class BM25:
         return out
 
 
-def _top_k(scores: list[float], k: int) -> list[int]:
+def _ranked(scores: list[float], k: int) -> list[tuple[int, float]]:
     # Stable: equal scores keep corpus order.
-    return sorted(range(len(scores)), key=lambda i: -scores[i])[:k]
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])[:k]
+    return [(i, scores[i]) for i in order]
 
 
-def bm25_search(queries: list[str], chunks: list[str], k: int) -> list[list[int]]:
-    """For each query, the indices of the ``k`` best chunks by BM25, best first."""
-    index = BM25(chunks)
-    return [_top_k(index.scores(q), k) for q in queries]
-
-
-def dense_search(queries: list[str], chunks: list[str], k: int, embedder: Embedder) -> list[list[int]]:
-    """For each query, the indices of the ``k`` chunks with the highest cosine similarity, best first."""
-    import numpy as np
-
+def scored_search(queries: list[str], chunks: list[str], k: int, method: Literal["bm25", "dense"] = "bm25",
+                  embedder: Embedder | None = None) -> list[list[tuple[int, float]]]:
+    """For each query, the ``k`` best ``(chunk index, score)`` pairs, best first: BM25 score, or cosine
+    similarity with ``embedder`` (``dense``). The scores let a caller tell a real match from the best of
+    nothing."""
+    if k <= 0:
+        return [[] for _ in queries]
+    if method == "bm25":
+        index = BM25(chunks)
+        return [_ranked(index.scores(q), k) for q in queries]
+    if method != "dense":
+        raise ValueError(f"unknown retrieval method {method!r} (expected 'bm25' or 'dense')")
+    if embedder is None:
+        raise ValueError("dense retrieval needs an embedder")
     if not queries or not chunks:
         return [[] for _ in queries]
+    import numpy as np
+
     q = np.asarray(embedder.embed(queries), dtype="float32")
     c = np.asarray(embedder.embed(chunks), dtype="float32")
     # Normalise again: cosine must not depend on the embedder keeping its promise.
     q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
     c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-    sims = q @ c.T
-    return [_top_k(row.tolist(), k) for row in sims]
+    return [_ranked(row.tolist(), k) for row in q @ c.T]
 
 
 def retrieve(queries: list[str], chunks: list[str], k: int, method: Literal["bm25", "dense"] = "bm25",
              embedder: Embedder | None = None) -> list[list[int]]:
-    """Top-``k`` chunk indices per query with ``method`` (``dense`` needs ``embedder``)."""
-    if k <= 0:
-        return [[] for _ in queries]
-    if method == "bm25":
-        return bm25_search(queries, chunks, k)
-    if method == "dense":
-        if embedder is None:
-            raise ValueError("dense retrieval needs an embedder")
-        return dense_search(queries, chunks, k, embedder)
-    raise ValueError(f"unknown retrieval method {method!r} (expected 'bm25' or 'dense')")
+    """Top-``k`` chunk indices per query with ``method`` (``dense`` needs ``embedder``), best first."""
+    return [[i for i, _ in row] for row in scored_search(queries, chunks, k, method, embedder)]

@@ -306,9 +306,19 @@ def cmd_publish(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- parser
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("recipe-zoo")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recipe", description="Run declarative long-context alignment recipes "
                                 "with a pinned model zoo.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     def recipe_opts(sp, many: bool = False) -> None:

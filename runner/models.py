@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from registry.model_folder import TRAINED_MODEL_FILE
+from registry.model_folder import is_model_folder
 from registry.resolved import ResolvedModel
 from registry.secrets import register_secret_env
 from runner.errors import StageFailure
@@ -33,7 +33,7 @@ class ModelManager:
                 return self._resolved[key]
             if b.kind == "stage":
                 path = self.trained(b.ref)
-                if not (path / TRAINED_MODEL_FILE).exists() and not (path / "config.json").exists():
+                if not is_model_folder(path):
                     raise StageFailure(b.ref, f"no trained model in {path}")
                 rm = ResolvedModel(name=b.ref, source=f"file://{path}", kind="chat", backend="transformers",
                                    path=path)

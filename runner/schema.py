@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from runner.launch.config import LaunchConfig
+from runner.schema_errors import SAFE_NAME_PATTERN
 
 
 class Strict(BaseModel):
@@ -61,8 +62,12 @@ class PublishSpec(Strict):
     private: bool = Field(True, description="Hub repos are private unless set to false")
 
 
+# names that become folder names: letters, digits, `_ . -`, not starting with a dot (no `..`, no `/`)
+SafeName = Annotated[str, StringConstraints(pattern=rf"^{SAFE_NAME_PATTERN}$", max_length=128)]
+
+
 class Recipe(Strict):
-    recipe: str = Field(description="recipe name; the run folder is runs/<recipe>")
+    recipe: SafeName = Field(description="recipe name (letters, digits, _ . -); the run folder is runs/<recipe>")
     description: str = ""
     seed: int = Field(0, description="seed for every stage (each stage derives its own from it)")
     max_failed: int | float = Field(0, description=MAX_FAILED_DOC + "; each stage may set its own")
@@ -70,7 +75,7 @@ class Recipe(Strict):
     models: dict[str, str | ModelSpec] = Field(default_factory=dict, description="role → model")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                                 description="named overlays deep-merged by --profile")
-    stages: dict[str, StageSpec]
+    stages: dict[SafeName, StageSpec]
     publish: PublishSpec | None = None
     lock: dict[str, Any] | None = Field(None, description="written in recipe.lock.yaml; pins a reproduction")
 

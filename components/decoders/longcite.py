@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
+from components.templates import render
 from components.text import number_sentences, repair_tags, statement_segments, truncate_middle
 
 # The one instruction of LongCite-style models: the inference prompt here and the CoF SFT records
@@ -27,7 +28,7 @@ LONGCITE_INSTRUCTION = (
     "in the same language as the question."
 )
 
-USER_TEMPLATE = "<<instruction>>\n\n[Document Start]\n<<context>>\n[Document End]\n\n<<question>>"
+USER_TEMPLATE = "{instruction}\n\n[Document Start]\n{context}\n[Document End]\n\n{question}"
 
 MAX_SPANS = 3
 TEMPLATE_ALLOWANCE = 64  # tokens left for the chat template's role markers
@@ -36,8 +37,8 @@ _RANGE = re.compile(r"\[\s*(\d+)\s*-\s*(\d+)\s*\]")
 
 def longcite_user_prompt(numbered_context: str, question: str) -> str:
     """The user turn: instruction, the ``<Ci>``-numbered document, the question."""
-    return (USER_TEMPLATE.replace("<<instruction>>", LONGCITE_INSTRUCTION)
-            .replace("<<context>>", numbered_context).replace("<<question>>", question))
+    values = {"instruction": LONGCITE_INSTRUCTION, "context": numbered_context, "question": question}
+    return render(USER_TEMPLATE, values)
 
 
 def input_limit(max_input_tokens: int, context_length: int | None, max_new_tokens: int) -> int:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from components.base import Context, Estimate, Fields, ModelSlot, Params, WholeComponent
+from components.templates import render, template_fields
 
 # A sentence ends at '.', '!' or '?' (maybe followed by closing quotes/brackets) plus whitespace, or at a
 # blank line (headings, list items). A single newline is not enough: hard-wrapped text breaks lines
@@ -104,9 +105,13 @@ class NeedleParams(Params):
     @field_validator("user_template")
     @classmethod
     def _placeholders(cls, v: str) -> str:
-        for name in ("{context}", "{question}"):
-            if name not in v:
-                raise ValueError(f"user_template must contain {name}")
+        fields = template_fields(v)
+        for name in ("context", "question"):
+            if name not in fields:
+                raise ValueError(f"user_template must contain {{{name}}}")
+        extra = [f"{{{n}}}" for n in fields if n not in ("context", "question")]
+        if extra:
+            raise ValueError(f"user_template can only use {{context}} and {{question}}, not {', '.join(extra)}")
         return v
 
 
@@ -194,7 +199,7 @@ class NeedleHaystack(WholeComponent):
 
     def _record(self, length: int, depth: float, context: str, pos: int, n_tokens: int, n_chars: int) -> dict:
         p: NeedleParams = self.params  # type: ignore[assignment]
-        user = p.user_template.format(context=context, question=p.question + p.question_suffix)
+        user = render(p.user_template, {"context": context, "question": p.question + p.question_suffix})
         if p.join_system:
             messages = [{"role": "user", "content": p.system_prompt + "\n" + user}]
         else:

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out
 from components.generators.chat import SamplingParams, estimate_tokens
+from components.judges.asking import ask_until_parsed
 from components.templates import check_template, conversations_for, render
 from components.text import last_bracket_number
 from runner.backends.base import Sampling
@@ -55,7 +56,7 @@ class LlmScore(MapComponent):
 
     Follows the numeric judges of the reference implementations (bracket score parsing): the
     score is the first number inside the **last** ``[[...]]``; one outside ``[scale_min, scale_max]`` is a
-    parse failure. A parse failure is re-asked up to ``retries_on_parse_failure`` times (at
+    parse failure. The judge is asked up to ``tries`` times while its reply has no valid score (re-asks at
     ``retry_temperature``, since a greedy re-ask would repeat itself). A record whose reply still does not
     parse is **kept** with ``score: null`` and the judge's text in ``judge_raw``, and counted:
     ``summarize`` reports ``n_scored``, ``parse_failures`` and ``parse_failure_rate`` next to
@@ -106,7 +107,7 @@ class LlmScore(MapComponent):
         scale_min: float = Field(1, description="lowest valid score")
         scale_max: float = Field(10, description="highest valid score")
         score_field: str = Field("score", description="where the score goes (null when unparsable)")
-        retries_on_parse_failure: int = Field(2, ge=0, description="re-asks after a reply without a valid score")
+        tries: int = Field(3, ge=1, description="judge calls per record while the reply has no valid score")
         retry_temperature: float = Field(
             0.7, ge=0.0, description="temperature of re-asks (at least `temperature`)"
         )
@@ -163,27 +164,16 @@ class LlmScore(MapComponent):
         judge = ctx.model("judge")
         if p.scoring == "digit_probabilities":
             return self._digit_scores(batch, convs, out, judge)
-        raw: dict[int, str] = {}
         todo = list(convs)
-        for attempt in range(p.retries_on_parse_failure + 1):
-            if not todo:
-                break
-            temperature = p.temperature if attempt == 0 else max(p.temperature, p.retry_temperature)
-            results = judge.chat([convs[i] for i in todo], p.sampling(attempt, temperature))
-            unparsed = []
-            for i, res in zip(todo, results):
-                if res.error:
-                    out[i] = Failed(error=f"judge call failed: {res.error}")
-                    continue
-                raw[i] = res.text
-                score = parse_score(res.text, p.scale_min, p.scale_max)
-                if score is None:
-                    unparsed.append(i)
-                else:
-                    out[i] = {**batch[i], p.score_field: score, "judge_raw": res.text}
-            todo = unparsed
-        for i in todo:  # still unparsable after every re-ask: kept, counted by summarize
-            out[i] = {**batch[i], p.score_field: None, "judge_raw": raw[i]}
+        verdicts = ask_until_parsed(
+            judge, [convs[i] for i in todo], p.sampling(), lambda t: parse_score(t, p.scale_min, p.scale_max),
+            tries=p.tries, retry_temperature=max(p.temperature, p.retry_temperature), reask_errors=False,
+        )
+        for i, v in zip(todo, verdicts, strict=True):
+            if v.error is not None:  # a failed call, not a parse failure: the runner may retry the record
+                out[i] = Failed(error=f"judge call failed: {v.error}")
+            else:  # still unparsable after every re-ask: kept with a null score, counted by summarize
+                out[i] = {**batch[i], p.score_field: v.value, "judge_raw": v.reply}
         assert all(o is not None for o in out)
         return out  # type: ignore[return-value]
 

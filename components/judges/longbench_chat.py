@@ -3,56 +3,15 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
+from components.base import Context, Estimate, Fields, MapComponent, ModelSlot, Out, Params
+from components.judges.asking import ask_until_parsed
+from components.templates import render
 from components.text import last_bracket_number
-from runner.backends.base import LLM, Sampling
-
-
-def verdict_failure(calls: int, raw: str, error: str | None) -> Failed:
-    """The failure for a record whose judge gave no rating: a backend error may be retried by the runner;
-    a reply without ``[[rating]]`` after every try is final."""
-    if error is not None:
-        return Failed(error=f"judge call failed after {calls} tries: {error}", raw=raw or None)
-    return Failed(error=f"no [[rating]] in the judge reply after {calls} tries", raw=raw, retry=False)
-
-
-def ask_for_ratings(
-    llm: LLM,
-    conversations: list[list[dict]],
-    sampling: Sampling,
-    max_tries: int,
-    parse: Callable[[str], float | None] = last_bracket_number,
-) -> list[tuple[float | None, str, int, str | None]]:
-    """Send every conversation; re-send those whose reply has no rating, up to `max_tries` calls each.
-
-    Returns per conversation `(rating or None, last reply, calls made, last backend error or None)`.
-    Pending conversations go out together in one batch per round.
-    """
-    state: list[tuple[float | None, str, int, str | None]] = [(None, "", 0, None)] * len(conversations)
-    pending = list(range(len(conversations)))
-    for _ in range(max_tries):
-        if not pending:
-            break
-        results = llm.chat([conversations[i] for i in pending], sampling)
-        still = []
-        for i, res in zip(pending, results, strict=True):
-            calls = state[i][2] + 1
-            if res.error:
-                state[i] = (None, state[i][1], calls, res.error)
-                still.append(i)
-                continue
-            rating = parse(res.text)
-            state[i] = (rating, res.text, calls, None)
-            if rating is None:
-                still.append(i)
-        pending = still
-    return state
-
+from runner.backends.base import Sampling
 
 SYSTEM = "You are a fair and careful evaluator of written answers."
 
@@ -85,8 +44,11 @@ Rating: [[{score}]]
 
 class LongBenchChatJudgeParams(Params):
     system_prompt: str = Field(SYSTEM, description="System message sent with every judge request.")
-    max_tries: int = Field(5, ge=1, description="Judge calls per record while the reply has no `[[rating]]`.")
+    tries: int = Field(5, ge=1, description="Judge calls per record while the reply has no `[[rating]]`.")
     temperature: float = Field(0.0, ge=0.0, description="Judge temperature (reference: 0).")
+    retry_temperature: float | None = Field(
+        None, ge=0.0, description="Temperature of the re-asks; default: `temperature` (as the reference)."
+    )
     max_new_tokens: int = Field(512, ge=1, description="Judge reply length cap.")
     shuffle_examples: bool = Field(
         False,
@@ -108,7 +70,7 @@ class LongBenchChatJudge(MapComponent):
     first, then helpfulness, accuracy and relevance; points off for wrong or irrelevant content). It then
     shows the question, the reference answer, the case's three example answers each followed by its rating,
     and the candidate, and ends with a rating prompt. The judge runs at temperature 0. The rating is the first
-    number in the LAST `[[...]]` of the reply. A reply without one is asked again, up to `max_tries` calls.
+    number in the LAST `[[...]]` of the reply. A reply without one is asked again, up to `tries` calls.
     A record that never yields a rating fails with the raw reply. The metric is the mean rating (1-10). GATEAU
     and LongReward report it ×10 (`score_x10`).
     """
@@ -137,32 +99,33 @@ class LongBenchChatJudge(MapComponent):
         if p.shuffle_examples:
             random.Random(f"{ctx.seed}:{record_key(record)}").shuffle(examples)
         shown = "\n".join(
-            EXAMPLE.format(n=i, answer=e["answer"], score=_number(e["score"]))
+            render(EXAMPLE, {"n": i, "answer": e["answer"], "score": _number(e["score"])})
             for i, e in enumerate(examples, 1)
         )
         prediction = str(record[p.prediction_field])
         if p.newlines_to_spaces:
             prediction = prediction.replace("\n", " ")
-        user = JUDGE.format(
-            question=record["query"],
-            reference=record["answer"],
-            examples=shown.rstrip("\n"),
-            prediction=prediction,
-        )
+        user = render(JUDGE, {
+            "question": record["query"],
+            "reference": record["answer"],
+            "examples": shown.rstrip("\n"),
+            "prediction": prediction,
+        })
         return [{"role": "system", "content": p.system_prompt}, {"role": "user", "content": user}]
 
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
         p: LongBenchChatJudgeParams = self.params  # type: ignore[assignment]
         sampling = Sampling(temperature=p.temperature, max_new_tokens=p.max_new_tokens)
-        verdicts = ask_for_ratings(
-            ctx.model("judge"), [self.build_messages(r, ctx) for r in batch], sampling, p.max_tries
+        verdicts = ask_until_parsed(
+            ctx.model("judge"), [self.build_messages(r, ctx) for r in batch], sampling, last_bracket_number,
+            tries=p.tries, retry_temperature=p.retry_temperature,
         )
         out: list[Out] = []
-        for record, (score, raw, calls, error) in zip(batch, verdicts, strict=True):
-            if score is not None:
-                out.append({**record, "score": score, "judge_output": raw, "judge_calls": calls})
+        for record, v in zip(batch, verdicts, strict=True):
+            if v.parsed:
+                out.append({**record, "score": v.value, "judge_output": v.reply, "judge_calls": v.calls})
             else:
-                out.append(verdict_failure(calls, raw, error))
+                out.append(v.failure("[[rating]]"))
         return out
 
     def estimate(self, n_in: dict[str, int | None]) -> Estimate:

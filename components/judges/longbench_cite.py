@@ -9,125 +9,20 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
+from components.judges.asking import ask_until_parsed
+from components.judges.longbench_cite_prompts import (
+    CHAT_EXAMPLE,
+    CORRECT_CHAT_PROMPT,
+    CORRECT_QA_PROMPT,
+    CORRECT_SUMMARY_PROMPT,
+    JUDGE_SYSTEM,
+    NEED_CITATION_PROMPT,
+    RELEVANCE_PROMPT,
+    SUPPORT_PROMPT,
+)
+from components.templates import render
 from components.text import count_tokens, first_bracket_label, last_bracket_number, strip_tags
-
-SUPPORT_PROMPT = """You are checking whether a statement from an AI assistant's answer is backed by the text it cites.
-
-Read the user's question, the statement and the cited snippets, then rate how well the snippets support the statement:
-- [[Fully supported]]: everything the statement claims can be found in the snippets.
-- [[Partially supported]]: some of what the statement claims is in the snippets, but not all of it.
-- [[No support]]: the snippets do not back the statement, or are unrelated to it.
-
-Give the rating first, exactly in the form [[rating]], then write "Analysis:" and a short reason.
-
-<question>
-<<question>>
-</question>
-
-<statement>
-<<statement>>
-</statement>
-
-<snippet>
-<<snippets>>
-</snippet>
-"""
-
-NEED_CITATION_PROMPT = """You are checking whether a sentence of an AI assistant's answer needs a citation.
-
-A sentence needs a citation when it states facts or details that should come from the source document. A sentence that only opens or closes the answer, links two parts, sums up, or gives the assistant's own reasoning does not.
-
-Read the user's question, the whole answer and the sentence, then reply [[Yes]] if the sentence needs a citation and [[No]] if it does not. Give the verdict first, exactly in the form [[verdict]], then write "Analysis:" and a short reason.
-
-<question>
-<<question>>
-</question>
-
-<response>
-<<response>>
-</response>
-
-<sentence>
-<<sentence>>
-</sentence>
-"""
-
-RELEVANCE_PROMPT = """You are checking whether a snippet cited by an AI assistant has anything to do with the statement it is cited for.
-
-Read the user's question, the statement and the snippet. Reply [[Relevant]] if the snippet contains information that backs at least part of the statement, and [[Irrelevant]] if it does not. Give the verdict first, exactly in the form [[verdict]], then write "Analysis:" and a short reason.
-
-<question>
-<<question>>
-</question>
-
-<statement>
-<<statement>>
-</statement>
-
-<snippet>
-<<snippet>>
-</snippet>
-"""
-
-JUDGE_SYSTEM = "You are an expert at judging the quality of written answers."
-
-CORRECT_QA_PROMPT = """Compare an AI assistant's answer to a question with the reference answer, which is correct, and rate the answer:
-- [[1]]: wrong, or does not answer the question.
-- [[2]]: partly correct, or correct but missing important parts.
-- [[3]]: correct and complete.
-
-Give the rating first, exactly in the form [[rating]], then a short reason.
-
-<question>
-<<question>>
-</question>
-
-<reference>
-<<reference>>
-</reference>
-
-<response>
-<<prediction>>
-</response>
-"""
-
-CORRECT_SUMMARY_PROMPT = """Compare an AI assistant's summary of a report with the reference summary, and rate how well it covers the report's main points correctly, from 1 to 5:
-- [[1]]: misses almost all main points or gets them wrong.
-- [[2]]: covers a few main points.
-- [[3]]: covers about half of the main points.
-- [[4]]: covers most main points with few errors.
-- [[5]]: covers all main points correctly.
-
-Give the rating first, exactly in the form [[rating]], then a short reason.
-
-<question>
-<<question>>
-</question>
-
-<reference>
-<<reference>>
-</reference>
-
-<response>
-<<prediction>>
-</response>
-"""
-
-CORRECT_CHAT_PROMPT = """[Instructions]
-Rate how good an AI assistant's answer to the user's question is. Judge correctness first, then helpfulness, accuracy and relevance. A reference answer, which is correct, is given for comparison; take points off for anything wrong, and for irrelevant content the answer adds. Example answers with their ratings show the scale. Rate with an integer from 1 to 10 in the form "[[rating]]", for example "Rating: [[6]]".
-
-[Question]
-<<question>>
-
-[Reference answer]
-<<reference>>
-
-<<examples>>
-
-[Answer to rate]
-<<prediction>>
-
-Rating: """
+from runner.backends.base import Sampling
 
 SUPPORT = {"fully supported": 1.0, "partially supported": 0.5, "no support": 0.0}
 NEEDS_CITATION = {"yes": 1.0, "no": 0.0}
@@ -138,12 +33,6 @@ QA_SETS = ("multifieldqa_en", "multifieldqa_zh", "hotpotqa", "dureader")
 GROUPS = ("longbench-chat", "multifieldqa", "hotpotqa", "dureader", "gov_report")
 ROWS = ("longbench-chat", "multifieldqa_en", "multifieldqa_zh", "multifieldqa", "hotpotqa", "dureader",
         "gov_report")
-
-
-def _fill(template: str, **values: str) -> str:
-    for key, value in values.items():
-        template = template.replace(f"<<{key}>>", value)
-    return template
 
 
 def label_parser(scale: dict[str, float]) -> Callable[[str], float | None]:
@@ -190,31 +79,17 @@ class Ask:
     error: str | None = None
 
 
-def ask_all(llm: Any, asks: list[Ask], tries: int, first_temperature: float, retry_temperature: float
-            ) -> None:
-    """Ask every question: the first try at ``first_temperature``, then up to ``tries − 1`` retries at
-    ``retry_temperature`` for those whose verdict did not parse or whose call failed. One chat call per
-    round and setting, so API backends run them concurrently."""
-    from runner.backends.base import Sampling
-
-    pending = list(range(len(asks)))
-    for attempt in range(tries):
-        if not pending:
-            return
-        temperature = first_temperature if attempt == 0 else retry_temperature
-        groups: dict[tuple, list[int]] = {}
-        for i in pending:
-            groups.setdefault((asks[i].stop, asks[i].max_new_tokens), []).append(i)
-        for (stop, max_new), idxs in groups.items():
-            results = llm.chat([asks[i].conversation for i in idxs],
-                               Sampling(temperature=temperature, max_new_tokens=max_new, stop=list(stop)))
-            for i, result in zip(idxs, results):
-                asks[i].error = result.error
-                if result.error:
-                    continue
-                asks[i].raw = result.text
-                asks[i].value = asks[i].parse(result.text)
-        pending = [i for i in pending if asks[i].value is None]
+def ask_all(llm: Any, asks: list[Ask], tries: int, temperature: float, retry_temperature: float) -> None:
+    """Ask every question until its verdict parses (``components.judges.asking``): the first try at
+    ``temperature``, up to ``tries − 1`` re-asks at ``retry_temperature``; questions with the same stop
+    strings and length go out in one chat call per round. Fills each ask's ``value``, ``raw`` and
+    ``error``."""
+    samplings = [Sampling(temperature=temperature, max_new_tokens=a.max_new_tokens, stop=list(a.stop))
+                 for a in asks]
+    verdicts = ask_until_parsed(llm, [a.conversation for a in asks], samplings, [a.parse for a in asks],
+                                tries=tries, retry_temperature=retry_temperature)
+    for ask, verdict in zip(asks, verdicts, strict=True):
+        ask.value, ask.raw, ask.error = verdict.value, verdict.reply, verdict.error
 
 
 class LongBenchCiteJudge(MapComponent):
@@ -234,7 +109,8 @@ class LongBenchCiteJudge(MapComponent):
     * citation length — tokens per citation (the judge model's tokenizer, or its backend's
       ``count_tokens`` when it has none), micro-averaged over all citations of a dataset.
 
-    Judge calls start at temperature 0 and retry at 1, up to ``tries`` in all, while a verdict does not
+    Judge calls start at ``temperature`` (0) and re-ask at ``retry_temperature`` (1), up to ``tries`` in
+    all, while a verdict does not
     parse; a citation verdict that never parses scores 0 and is counted as ``unparsed_verdicts``. A
     backend error on the last try fails the record.
     """
@@ -247,7 +123,7 @@ class LongBenchCiteJudge(MapComponent):
     prompts: ClassVar[dict[str, str]] = {
         "support": SUPPORT_PROMPT, "need_citation": NEED_CITATION_PROMPT, "relevance": RELEVANCE_PROMPT,
         "system": JUDGE_SYSTEM, "correct_qa": CORRECT_QA_PROMPT, "correct_summary": CORRECT_SUMMARY_PROMPT,
-        "correct_chat": CORRECT_CHAT_PROMPT}
+        "correct_chat": CORRECT_CHAT_PROMPT, "chat_example": CHAT_EXAMPLE}
     batch_size = 4
 
     class Params(Params):
@@ -256,7 +132,7 @@ class LongBenchCiteJudge(MapComponent):
             "also grade the answer against the references (records need ``answer``)"))
         tries: int = Field(5, ge=1, description=(
             "attempts per judge question while the verdict does not parse"))
-        first_temperature: float = Field(0.0, ge=0.0, description="temperature of the first attempt")
+        temperature: float = Field(0.0, ge=0.0, description="temperature of the first attempt")
         retry_temperature: float = Field(1.0, ge=0.0, description="temperature of the retries")
         max_new_tokens: int = Field(10, ge=1, description="verdict length of the citation judges")
         stop: list[str] = Field(["Analysis:"], description="stop strings of the citation judges")
@@ -281,20 +157,20 @@ class LongBenchCiteJudge(MapComponent):
             cites = st.get("citation") or []
             if cites:
                 entry["support_ask"] = len(asks)
-                asks.append(Ask(_user(_fill(SUPPORT_PROMPT, question=question, statement=st["statement"],
-                                            snippets="\n\n".join(c["cite"] for c in cites))),
-                                label_parser(SUPPORT), stop, p.max_new_tokens))
+                prompt = render(SUPPORT_PROMPT, {"question": question, "statement": st["statement"],
+                                                 "snippets": "\n\n".join(c["cite"] for c in cites)})
+                asks.append(Ask(_user(prompt), label_parser(SUPPORT), stop, p.max_new_tokens))
                 for c in cites:
                     entry["citation"].append({**{k: c[k] for k in ("start_sentence_idx", "end_sentence_idx")
                                                  if k in c}, "cite": c["cite"], "ask": len(asks)})
-                    prompt = _fill(RELEVANCE_PROMPT, question=question, statement=st["statement"],
-                                   snippet=c["cite"])
+                    prompt = render(RELEVANCE_PROMPT, {"question": question, "statement": st["statement"],
+                                                       "snippet": c["cite"]})
                     asks.append(Ask(_user(prompt), label_parser(RELEVANCE), stop, p.max_new_tokens))
             else:
                 entry["need_ask"] = len(asks)
-                asks.append(Ask(_user(_fill(NEED_CITATION_PROMPT, question=question, response=response,
-                                            sentence=st["statement"])), label_parser(NEEDS_CITATION), stop,
-                                p.max_new_tokens))
+                prompt = render(NEED_CITATION_PROMPT, {"question": question, "response": response,
+                                                       "sentence": st["statement"]})
+                asks.append(Ask(_user(prompt), label_parser(NEEDS_CITATION), stop, p.max_new_tokens))
             scored.append(entry)
         return scored, asks
 
@@ -314,11 +190,12 @@ class LongBenchCiteJudge(MapComponent):
             stop = ("\n\n",)
             shots = list(record.get("few_shot_scores") or [])
             rng.shuffle(shots)
-            examples = "\n\n".join(f"[Example answer {i}]\n{s['answer']}\n\nRating: [[{s['score']}]]"
+            examples = "\n\n".join(render(CHAT_EXAMPLE, {"n": i, "answer": s["answer"], "score": s["score"]})
                                    for i, s in enumerate(shots, start=1))
         return [Ask([{"role": "system", "content": JUDGE_SYSTEM},
-                     {"role": "user", "content": _fill(template, question=record["query"], reference=ref,
-                                                       prediction=prediction, examples=examples)}],
+                     {"role": "user", "content": render(template, {"question": record["query"], "reference": ref,
+                                                                  "prediction": prediction,
+                                                                  "examples": examples})}],
                     parse, stop, self.params.correctness_max_new_tokens) for ref in references]
 
     # -- scoring -----------------------------------------------------------------------------------------
@@ -334,7 +211,7 @@ class LongBenchCiteJudge(MapComponent):
             correct_asks = self._correctness_asks(record, ctx.rng)
             plans.append((scored, cite_asks, correct_asks))
             asks.extend(cite_asks + correct_asks)
-        ask_all(llm, asks, p.tries, p.first_temperature, p.retry_temperature)
+        ask_all(llm, asks, p.tries, p.temperature, p.retry_temperature)
 
         out: list[Out] = []
         for record, (scored, cite_asks, correct_asks) in zip(batch, plans):

@@ -10,7 +10,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from components.base import Context, Estimate, Fields, MapComponent, ModelSlot, Out, Params
-from components.judges.longbench_chat import ask_for_ratings, verdict_failure
+from components.judges.asking import ask_until_parsed
+from components.templates import render
+from components.text import last_bracket_number
 from runner.backends.base import Sampling
 
 HEATMAP_FILE = "needle_heatmap.png"
@@ -66,10 +68,11 @@ class NeedleJudgeParams(Params):
         "words of each record's needle (stop words removed).",
     )
     system_prompt: str = Field(SYSTEM, description="System message of the LLM judge.")
-    max_tries: int = Field(
-        5, ge=1, description="LLM judge calls per record while the reply has no `[[rating]]`."
-    )
+    tries: int = Field(5, ge=1, description="LLM judge calls per record while the reply has no `[[rating]]`.")
     temperature: float = Field(0.0, ge=0.0, description="LLM judge temperature (reference: 0).")
+    retry_temperature: float | None = Field(
+        None, ge=0.0, description="Temperature of the LLM judge's re-asks; default: `temperature`."
+    )
     max_new_tokens: int = Field(512, ge=1, description="LLM judge reply length cap.")
     question: str | None = Field(
         None, description="The question shown to the LLM judge when a record has no `question` field."
@@ -122,15 +125,15 @@ class NeedleJudge(MapComponent):
             for r in batch
         ]
         sampling = Sampling(temperature=p.temperature, max_new_tokens=p.max_new_tokens)
-        verdicts = ask_for_ratings(ctx.model("judge"), conversations, sampling, p.max_tries)
+        verdicts = ask_until_parsed(ctx.model("judge"), conversations, sampling, last_bracket_number,
+                                    tries=p.tries, retry_temperature=p.retry_temperature)
         out: list[Out] = []
-        for r, (rating, raw, calls, error) in zip(scored, verdicts, strict=True):
-            if rating is not None:
-                out.append(
-                    {**r, "score": rating, "llm_score": rating, "judge_output": raw, "judge_calls": calls}
-                )
+        for r, v in zip(scored, verdicts, strict=True):
+            if v.parsed:
+                out.append({**r, "score": v.value, "llm_score": v.value, "judge_output": v.reply,
+                            "judge_calls": v.calls})
             else:
-                out.append(verdict_failure(calls, raw, error))
+                out.append(v.failure("[[rating]]"))
         return out
 
     def _facts(self, record: dict) -> list[str]:
@@ -144,9 +147,9 @@ class NeedleJudge(MapComponent):
             raise ValueError(
                 "judge.needle: records have no `question` field and the `question` param is unset"
             )
-        return JUDGE.format(
-            question=question, reference=str(record["needle"]).strip(), prediction=record[p.prediction_field]
-        )
+        values = {"question": question, "reference": str(record["needle"]).strip(),
+                  "prediction": record[p.prediction_field]}
+        return render(JUDGE, values)
 
     def estimate(self, n_in: dict[str, int | None]) -> Estimate:
         n = n_in.get("predictions")

@@ -11,10 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from components.base import Context, Estimate, Fields, Params, WholeComponent
-from registry.atomic import atomic_write_json
-from registry.jsonio import read_json
 
-STATS_FILE = "filter_rules.json"
+STATS_NAME = "filter_rules"
 
 Op = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "contains", "regex", "exists"]
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
@@ -180,12 +178,12 @@ class Filter(WholeComponent):
             n_before = len(records)
             records = keep(records)
             stats.append({"rule": desc, "in": n_before, "out": len(records)})
-        # summarize() may run in a later process (a resumed run): keep the counts beside the records
-        atomic_write_json(ctx.artifact_dir / STATS_FILE, stats)
+        # summarize() may run in a later process (a resumed run): the counts go to the stats channel
+        ctx.save_stats(STATS_NAME, stats)
         return records
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
-        rules = read_json(ctx.artifact_dir / STATS_FILE, default=[])
+        rules = ctx.load_stats(STATS_NAME, default=[])
         n_in = rules[0]["in"] if rules else len(records)
         return {"in": n_in, "out": len(records), "rules": rules}
 

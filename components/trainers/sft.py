@@ -27,12 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from components.base import Context, Fields, ModelSlot, Params, WholeComponent
 from components.trainers.loop import train
+from components.trainers.tokenize import STATS_NAME as TOKENIZE_STATS_NAME
 from components.trainers.tokenize import TokenizeStats, load_tokenizer, tokenize_records
 from registry.resolved import ResolvedModel
 
-# names of the side statistics in the stats channel
-TRAIN_STATS = "train"
-TOKENIZE_STATS = "tokenize"
+TRAIN_STATS = "train"  # name of the training statistics in the stats channel
 
 
 class LoraParams(BaseModel):
@@ -175,7 +174,7 @@ class SFT(WholeComponent):
                              "(see its metrics and failures.jsonl in the report)")
         rows, tok_stats = tokenized_rows(records, base, p, ctx.log)
         if tok_stats is not None:
-            ctx.save_stats(TOKENIZE_STATS, asdict(tok_stats))
+            ctx.save_stats(TOKENIZE_STATS_NAME, asdict(tok_stats))
         seed = p.seed if p.seed is not None else ctx.seed
         result = train(rows, p, base, seed, ctx.scratch, ctx.artifact_dir / "model", ctx.advance, ctx.stage)
         ctx.save_stats(TRAIN_STATS, result.stats)
@@ -194,7 +193,7 @@ class SFT(WholeComponent):
                 sequences=sum(r["sequences"] for r in records),
             )
         out.update(ctx.load_stats(TRAIN_STATS) or {})
-        out.update({f"tokenize_{k}": v for k, v in (ctx.load_stats(TOKENIZE_STATS) or {}).items()})
+        out.update({f"tokenize_{k}": v for k, v in (ctx.load_stats(TOKENIZE_STATS_NAME) or {}).items()})
         return out
 
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:

@@ -15,7 +15,6 @@ without any target token are dropped (counted in the metrics).
 
 from __future__ import annotations
 
-import json
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
 
 IGNORE_INDEX = -100
 ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\ufeff"))
-STATS_FILE = "tokenize_stats.json"
+STATS_NAME = "tokenize"  # the counts of a run, kept through the context's side-statistics channel
 
 
 @dataclass
@@ -48,12 +47,13 @@ class TokenizeStats:
 
 
 def load_tokenizer(source: ResolvedModel, chat_template: str | None = None):
-    """The base model's tokenizer; ``chat_template`` (or the zoo entry's) replaces its own template."""
-    from transformers import AutoTokenizer
+    """The base model's tokenizer (through the one model-folder loader); ``chat_template`` (or the zoo
+    entry's) replaces its own template."""
+    from registry.model_folder import load_tokenizer as load_folder_tokenizer
 
     if source.path is None:
         raise ValueError(f"model {source.name!r} has no local files to load a tokenizer from")
-    tok = AutoTokenizer.from_pretrained(str(source.path))
+    tok = load_folder_tokenizer(source)
     template = chat_template or source.chat_template
     if template:
         tok.chat_template = template
@@ -192,7 +192,7 @@ class Tokenize(WholeComponent):
         records = [r for port in inputs.values() for r in port]
         tok = load_tokenizer(ctx.model_source("base"), p.chat_template)
         out, stats = tokenize_records(records, tok, p.max_length, lambda n: ctx.advance(n, len(records)))
-        (ctx.artifact_dir / STATS_FILE).write_text(json.dumps(asdict(stats), indent=1))
+        ctx.save_stats(STATS_NAME, asdict(stats))
         ctx.log.info(
             "data.tokenize: %d of %d rows kept (%d without target, %d invalid, %d truncated)",
             stats.rows_out,
@@ -204,9 +204,9 @@ class Tokenize(WholeComponent):
         return out
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
-        path = ctx.artifact_dir / STATS_FILE
-        if path.is_file():
-            return json.loads(path.read_text())
+        saved = ctx.load_stats(STATS_NAME)
+        if saved is not None:
+            return saved
         return {
             "rows_out": len(records),
             "tokens": sum(len(r["input_ids"]) for r in records),

@@ -61,7 +61,7 @@ def test_parse_failure_is_reasked_at_retry_temperature(tmp_path):
 def test_unparsable_after_retries_is_kept_with_null_score(tmp_path):
     texts = iter(["no score", "still none", "[[42]]"])
     comp, llm, ctx = make(tmp_path, lambda conv: next(texts), template="{response}",
-                          retries_on_parse_failure=2)
+                          tries=3)
     (rec,) = comp.process([{"id": 1, "response": "r"}], ctx)
     assert rec["score"] is None and rec["judge_raw"] == "[[42]]"
     assert len(llm.calls) == 3

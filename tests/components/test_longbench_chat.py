@@ -58,7 +58,7 @@ def judge(tmp_path, reply, **params):
     ],
 )
 def test_rating_is_the_first_number_in_the_last_double_bracket(tmp_path, reply, expected):
-    comp, llm, ctx = judge(tmp_path, lambda m: reply, max_tries=2)
+    comp, llm, ctx = judge(tmp_path, lambda m: reply, tries=2)
     [out] = comp.process([RECORD], ctx)
     if expected is None:
         assert isinstance(out, Failed) and out.raw == reply and len(llm.calls) == 2
@@ -119,7 +119,7 @@ def test_score_retry_and_failure(tmp_path):
     assert isinstance(out, Failed) and out.raw == "no verdict here"
     assert len(llm.calls) == 5  # the default number of tries
 
-    comp, llm, ctx = judge(tmp_path, lambda m: "still nothing", max_tries=2)
+    comp, llm, ctx = judge(tmp_path, lambda m: "still nothing", tries=2)
     [out] = comp.process([RECORD], ctx)
     assert isinstance(out, Failed) and len(llm.calls) == 2
 

@@ -77,7 +77,7 @@ def test_llm_method(tmp_path):
 
 def test_llm_parse_failure_keeps_raw_text(tmp_path):
     llm = ScriptedLLM(lambda m: "It is fine.")
-    comp = NeedleJudge(NeedleJudgeParams(method="llm", max_tries=3))
+    comp = NeedleJudge(NeedleJudgeParams(method="llm", tries=3))
     [out] = comp.process([RECORD], FakeCtx(models={"judge": llm}, tmp=tmp_path))
     assert isinstance(out, Failed) and out.raw == "It is fine." and len(llm.calls) == 3
 

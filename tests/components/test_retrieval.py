@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from components.retrieval import BM25, retrieve, terms
+from components.retrieval import BM25, retrieve, scored_search, terms
 from runner.backends.base import Embedder
 from tests.fakes import BagOfWordsEmbedder
 
@@ -65,3 +65,15 @@ def test_retrieve_errors_and_edges():
         retrieve(["x"], ["a"], k=1, method="dense")
     with pytest.raises(ValueError, match="unknown retrieval method"):
         retrieve(["x"], ["a"], k=1, method="tfidf")  # type: ignore[arg-type]
+
+
+def test_scored_search_keeps_scores_and_ties_keep_corpus_order():
+    corpus = ["cherry date", "apple banana", "cherry fig"]
+    # "banana" occurs only in chunk 1; the other two score 0 and keep their corpus order
+    (row,) = scored_search(["banana"], corpus, k=3)
+    assert [i for i, _ in row] == [1, 0, 2]
+    idf = math.log(1 + 2.5 / 1.5)  # N=3, df=1
+    assert row[0][1] == pytest.approx(idf * 2.5 / (1 + 1.5))  # |d| = avgdl = 2, so norm = k1
+    assert row[1][1] == row[2][1] == 0.0
+    assert scored_search(["x"], [], k=2) == [[]]
+    assert scored_search(["x"], ["a"], k=1, method="dense", embedder=BagOfWordsEmbedder())[0][0][0] == 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from components.trainers.tokenize import (
     IGNORE_INDEX,
     Tokenize,
@@ -203,4 +201,5 @@ def test_component_writes_counts_into_metrics(tmp_path, tiny_folder):  # noqa: F
     assert set(out[0]) == {"id", "input_ids", "labels"}
     metrics = comp.summarize(out, ctx)
     assert metrics["rows_in"] == 2 and metrics["rows_out"] == 1 and metrics["dropped_no_target"] == 1
-    assert json.loads((ctx.artifact_dir / "tokenize_stats.json").read_text())["target_tokens"] == 2
+    assert ctx.load_stats("tokenize")["target_tokens"] == 2  # through the stats channel, no side file
+    assert list(ctx.artifact_dir.iterdir()) == []

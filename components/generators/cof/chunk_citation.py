@@ -9,10 +9,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
-from components.generators.cof.fallback import scored_search, supporting
+from components.generators.cof.fallback import supporting
+from components.retrieval import scored_search
+from components.templates import render
 from components.text import repair_tags, split_sentences, statement_segments, token_chunks
 
-CHUNK_CITATION_PROMPT = """You will see numbered snippets from a document, a question, and an answer to the question. Copy the answer exactly, without changing a word, and mark up each of its sentences as <statement>{sentence}<cite>[i][j]...</cite></statement>, where [i], [j], ... are the numbers of the snippets that support the sentence. A sentence that states no fact from the snippets (an opening line, a summary, a transition, the writer's own reasoning) gets an empty citation: <statement>{sentence}<cite></cite></statement>.
+CHUNK_CITATION_PROMPT = """You will see numbered snippets from a document, a question, and an answer to the question. Copy the answer exactly, without changing a word, and mark up each of its sentences as <statement>{{sentence}}<cite>[i][j]...</cite></statement>, where [i], [j], ... are the numbers of the snippets that support the sentence. A sentence that states no fact from the snippets (an opening line, a summary, a transition, the writer's own reasoning) gets an empty citation: <statement>{{sentence}}<cite></cite></statement>.
 
 Example:
 
@@ -38,13 +40,13 @@ The Danube has a long course. It starts in the Black Forest in Germany and ends 
 Now the task:
 
 [Snippets]
-<<context>>
+{context}
 
 [Question]
-<<question>>
+{question}
 
 [Answer]
-<<answer>>
+{answer}
 
 [Answer with Citations]
 """
@@ -82,8 +84,7 @@ def select_chunks(statements: list[str], chunks: list[dict], top_k: int, max_sni
 
 def chunk_prompt(snippets: list[dict], question: str, answer: str) -> str:
     context = "\n\n".join(f"Snippet [{i}]\n{c['content']}" for i, c in enumerate(snippets, start=1))
-    return (CHUNK_CITATION_PROMPT.replace("<<context>>", context).replace("<<question>>", question)
-            .replace("<<answer>>", answer))
+    return render(CHUNK_CITATION_PROMPT, {"context": context, "question": question, "answer": answer})
 
 
 def parse_chunk_citations(output: str, snippets: list[dict], max_citations: int = 5

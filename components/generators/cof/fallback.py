@@ -1,5 +1,5 @@
-"""Retrieval with scores for CoF stage 2, and the lexical fallback that stages 2 and 3 use when the model
-cannot follow the citation markup.
+"""The lexical fallback that CoF stages 2 and 3 use when the model cannot follow the citation markup
+(ranking by ``components.retrieval.scored_search``).
 
 The fallback is not the paper's method. It lets the pipeline produce training data with models too small
 to copy an answer with ``<statement>``/``<cite>`` tags or to write ``[s-e]`` lines (e.g. the 135M CPU
@@ -9,12 +9,7 @@ citations came from it, and the ``paper`` profile keeps ``fallback: none``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
-
-from components.retrieval import BM25, terms
-
-if TYPE_CHECKING:
-    from runner.backends.base import Embedder
+from components.retrieval import scored_search, terms
 
 # Function words that say nothing about what a text is about: sharing only these is no support.
 _STOPWORD_TEXT = """
@@ -32,39 +27,6 @@ STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 def content_terms(text: str) -> set[str]:
     """The lower-cased terms of ``text`` (BM25's terms) that are not stopwords."""
     return {t for t in terms(text) if t not in STOPWORDS}
-
-
-def _ranked(scores: list[float], k: int) -> list[tuple[int, float]]:
-    # Stable like components.retrieval: equal scores keep corpus order.
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])[:k]
-    return [(i, scores[i]) for i in order]
-
-
-def scored_search(queries: list[str], corpus: list[str], k: int, method: Literal["bm25", "dense"] = "bm25",
-                  embedder: Embedder | None = None) -> list[list[tuple[int, float]]]:
-    """For each query, the ``k`` best ``(corpus index, score)`` pairs, best first.
-
-    The same ranking as ``components.retrieval.retrieve`` (BM25 score, or cosine similarity with
-    ``embedder``), with the scores kept so a caller can tell a real match from the best of nothing.
-    """
-    if k <= 0 or not corpus:
-        return [[] for _ in queries]
-    if method == "bm25":
-        index = BM25(corpus)
-        return [_ranked(index.scores(q), k) for q in queries]
-    if method != "dense":
-        raise ValueError(f"unknown retrieval method {method!r} (expected 'bm25' or 'dense')")
-    if embedder is None:
-        raise ValueError("dense retrieval needs an embedder")
-    if not queries:
-        return []
-    import numpy as np
-
-    q = np.asarray(embedder.embed(queries), dtype="float32")
-    c = np.asarray(embedder.embed(corpus), dtype="float32")
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-    return [_ranked(row.tolist(), k) for row in q @ c.T]
 
 
 def supporting(query: str, hits: list[tuple[int, float]], corpus: list[str], top: int,

@@ -9,6 +9,7 @@ from pydantic import Field
 from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
 from components.generators.cof.fallback import best_sentences
 from components.selectors.cof_filter import global_spans
+from components.templates import render
 from components.text import decode_tokens, sentence_tiles, split_sentences, token_chunks
 
 SENTENCE_CITATION_PROMPT = """You will see passages from a document whose sentences are numbered <C0>, <C1>, <C2>, ..., a question, and one statement taken from an answer to that question. Find the sentences that support the statement. Write each stretch of consecutive supporting sentences on its own line as [s-e], where s is the number of its first sentence and e the number of its last (a single sentence k is [k-k]). Cite only what the statement needs. If no sentence supports the statement, write exactly: No relevant information
@@ -46,11 +47,11 @@ No relevant information
 
 Now the task:
 [Passages]
-<<context>>
+{context}
 [Question]
-<<question>>
+{question}
 [Statement]
-<<statement>>
+{statement}
 [Supporting sentences]
 """
 
@@ -114,8 +115,7 @@ def passage_sentences(spans: list[tuple[int, int]], sentences: list[dict], tiles
 
 
 def sentence_prompt(passages: str, question: str, statement: str) -> str:
-    return (SENTENCE_CITATION_PROMPT.replace("<<context>>", passages).replace("<<question>>", question)
-            .replace("<<statement>>", statement))
+    return render(SENTENCE_CITATION_PROMPT, {"context": passages, "question": question, "statement": statement})
 
 
 NO_SUPPORT = "no relevant information"
