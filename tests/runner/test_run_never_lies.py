@@ -47,7 +47,7 @@ class EchoHandler(ChatHandler):
         server = self.server
         with server.lock:
             server.calls.append(prompt)
-        time.sleep(server.delay)
+        server.gate.wait(60)
         text = f"echo {prompt} (key {self.headers.get('Authorization')})"
         result = ChatResult(text=text, usage=Usage(prompt_tokens=3, completion_tokens=5))
         self.send_json(200, completion_body(result, server.model_name))
@@ -67,10 +67,14 @@ class Endpoint:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self, delay: float = 0.0) -> None:
+    def start(self, gate: threading.Event | None = None) -> None:
+        """Answer requests; with a ``gate``, each answer waits until it is set."""
+        if gate is None:
+            gate = threading.Event()
+            gate.set()
         server = make_server(ScriptedLLM(lambda conv: ""), "127.0.0.1", self.port, model_name="test-model",
                              handler=EchoHandler)
-        server.calls, server.lock, server.delay = self.calls, threading.Lock(), delay
+        server.calls, server.lock, server.gate = self.calls, threading.Lock(), gate
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.server = server
 
@@ -174,7 +178,8 @@ def test_endpoint_down_fails_the_run_then_a_plain_rerun_pays_each_prompt_once(tm
 
 def test_two_runs_at_once_pay_no_prompt_twice(tmp_path, endpoint):
     recipe = setup(tmp_path, endpoint)
-    endpoint.start(delay=0.3)  # slow enough that the runs overlap
+    gate = threading.Event()
+    endpoint.start(gate)  # answers wait until the third run has tried the folder
     cmd = recipe_cmd(tmp_path, "run", str(recipe), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--wait")
     both = [subprocess.Popen(cmd, cwd=tmp_path, env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True) for _ in range(2)]
@@ -183,6 +188,7 @@ def test_two_runs_at_once_pay_no_prompt_twice(tmp_path, endpoint):
         time.sleep(0.05)
     assert endpoint.calls, "one run reached the endpoint"
     third = run(tmp_path, recipe)  # without --wait, while a run holds the folder
+    gate.set()
     outs = [p.communicate(timeout=300) for p in both]
     assert [p.returncode for p in both] == [0, 0], outs
     assert sum("waiting for it to finish" in out for out, _ in outs) == 1  # one waited for the other
