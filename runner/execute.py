@@ -40,6 +40,7 @@ class Runner:
         locked = (loaded.recipe.lock or {}).get("models", {})
         self.models = ModelManager(self.folders.zoo, self.trained_model_dir, locked=locked, progress=self.say)
         self.results: dict[str, StageResult] = {}
+        self.held: set[str] = set()  # stages whose failed records are beyond their limit, and those after them
 
     def say(self, msg: str) -> None:
         """A line for the log and, dimmed, for the console (model downloads, launches), naming the stage
@@ -68,7 +69,7 @@ class Runner:
         folders.set_latest()
         with Progress(self.console, enabled=self.show_progress) as progress:
             scheduler = StageScheduler(self.loaded, folders, self.models, self.settings, progress, self.results,
-                                       jobs=self.jobs, say=self.say)
+                                       held=self.held, jobs=self.jobs, say=self.say)
             try:
                 scheduler.run(order)
             finally:  # stages finish in any order; results read in the recipe's

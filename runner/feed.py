@@ -28,7 +28,7 @@ class RecordFeed:
         self.stage = stage
         self.records: list[dict] = list(records or [])
         self.closed = closed
-        self.failed = False
+        self.failed: str | None = None  # why no more records will come (the upstream failed)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
 
@@ -44,8 +44,8 @@ class RecordFeed:
         with self._lock:
             self._listeners.append(wake)
 
-    def take(self, start: int) -> tuple[list[dict], bool, bool]:
-        """The records from position ``start`` on, whether the feed is closed, whether it failed."""
+    def take(self, start: int) -> tuple[list[dict], bool, str | None]:
+        """The records from position ``start`` on, whether the feed is closed, why it failed (or None)."""
         with self._lock:
             return self.records[start:], self.closed, self.failed
 
@@ -65,9 +65,10 @@ class RecordFeed:
             self.closed = True
         self._wake()
 
-    def fail(self) -> None:
+    def fail(self, why: str = "failed") -> None:
+        """No more records will come: the upstream stage ``why`` (e.g. ``failed``)."""
         with self._lock:
-            self.failed = True
+            self.failed = why
         self._wake()
 
     def _wake(self) -> None:

@@ -19,33 +19,55 @@ from runner.backends.base import BudgetExceeded
 from runner.backends.window import set_call_order
 from runner.callcache import set_scope
 from runner.context import StageContext
-from runner.errors import StageFailure
+from runner.errors import RunFileError, StageFailure
 from runner.feed import RecordFeed, StageLinks, StageStopped
 from runner.fingerprint import digest
 from runner.progress import StageProgress, set_current_stage
 from runner.results import StageOutput
 from runner.schema import StageSpec
-from runner.store import AppendLog, read_complete_lines
+from runner.store import AppendLog, is_disk_fault, read_complete_lines, write_fault
 
 log = logging.getLogger("recipe.run")
 
 Shard = tuple[int, int]  # (i, n): this process runs batches b with b % n == i
 
 
-def unique_keys(records: list[dict], seen: dict[str, int] | None = None) -> list[str]:
-    """Each record's key; a key seen before gets ``#1``, ``#2``... so every record has its own. ``seen``
-    carries the keys of earlier records over, for records that arrive in parts."""
-    seen = {} if seen is None else seen
-    out = []
-    for r in records:
-        k = record_key(r)
-        if k in seen:
-            seen[k] += 1
-            k = f"{k}#{seen[k]}"
-        else:
-            seen[k] = 0
-        out.append(k)
-    return out
+class DuplicateIds(ValueError):
+    """Two records of a map stage's input with the same ``id`` (or ``idx``)."""
+
+
+class RecordKeys:
+    """Keys for the records of one input, given all at once or in parts as they arrive (see unique_keys)."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, int] = {}
+        self.repeats: dict[str, int] = {}
+        self.count = 0
+
+    def add(self, records: list[dict]) -> list[str]:
+        out = []
+        for i, r in enumerate(records, self.count + 1):
+            k = record_key(r)
+            if k in self.first:
+                if r.get("id") is not None or r.get("idx") is not None:
+                    field = "id" if r.get("id") is not None else "idx"
+                    raise DuplicateIds(f"records #{self.first[k]} and #{i} of the input both have {field} {k!r}; "
+                                       "the write-ahead log and the call journal file records by id, so ids must "
+                                       "be unique (fix the input, or drop the id field to key records by content)")
+                self.repeats[k] = self.repeats.get(k, 0) + 1
+                k = f"{k}#{self.repeats[k]}"
+            else:
+                self.first[k] = i
+            out.append(k)
+        self.count += len(records)
+        return out
+
+
+def unique_keys(records: list[dict]) -> list[str]:
+    """Each record's key (``components.base.record_key``). Resume and the call journal file records by
+    key, so two records with the same ``id`` (or ``idx``) raise DuplicateIds naming both (1-based
+    positions in the input); records keyed by content (no id) that repeat get ``#1``, ``#2``..."""
+    return RecordKeys().add(records)
 
 
 def shard_name(stem: str, shard: Shard | None) -> str:
@@ -116,7 +138,7 @@ class MapStageRun:
         # opening the log cuts a line torn by a crash, before any log is read
         self.wal = AppendLog(ctx.artifact_dir / shard_name("wal", shard))
         self.done: dict[str, dict] = {}
-        self._seen: dict[str, int] = {}  # record keys so far, for unique_keys
+        self._keyer = RecordKeys()
         self._closed = False  # every record is known
         self._formed = 0  # keys[:_formed] are in batches already
         self._published = 0  # keys[:_published] are done and handed to links.sink
@@ -147,10 +169,13 @@ class MapStageRun:
             self.done = {k: v for k, v in self.done.items() if "failed" not in v}
 
     def _take(self) -> bool:
-        """Add the records the feed got since the last look; False once the upstream failed."""
+        """Add the records the feed got since the last look; False once the upstream stopped feeding."""
         new, closed, failed = self.feed.take(len(self.records))
         if new:
-            keys = unique_keys(new, self._seen)
+            try:
+                keys = self._keyer.add(new)
+            except DuplicateIds as e:
+                raise StageFailure(self.stage, str(e)) from None
             self.records.extend(new)
             self.by_key.update(zip(keys, new))
             self.keys.extend(keys)
@@ -158,7 +183,7 @@ class MapStageRun:
             self._closed = True
             if self.links.source is not None:
                 self.bar.advance(0, total=len(self.keys))
-        return not failed
+        return failed is None
 
     def _batches(self) -> list[tuple[int, list[str]]]:
         """The keys still to do, by batch index, in the batches the records known so far make: batch i is
@@ -220,7 +245,7 @@ class MapStageRun:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)  # no further batch is started (or paid)
         if not upstream_ok:
-            raise StageStopped(self.stage, f"stopped: upstream stage {self.feed.stage!r} failed")
+            raise StageStopped(self.stage, f"stopped: upstream stage {self.feed.stage!r} {self.feed.failed}")
         if not finished:
             raise StageStopped(self.stage, "stopped: another stage failed (finished batches are kept)")
 
@@ -255,9 +280,11 @@ class MapStageRun:
             if len(outs) != len(batch):
                 raise StageFailure(self.stage, f"{self.comp.type}.process returned {len(outs)} results for "
                                    f"{len(batch)} records")
-        except (BudgetExceeded, StageFailure):
+        except (BudgetExceeded, StageFailure, RunFileError):
             raise
         except Exception as e:  # the batch failed as a whole: try each record alone
+            if is_disk_fault(e):  # our own files cannot be written: asking the model again cannot help
+                raise write_fault(None, e) from e
             log.warning("stage %s: batch of %d failed (%s: %s); retrying records one by one",
                         self.stage, len(batch), type(e).__name__, e)
             outs = [e] * len(batch)
@@ -273,9 +300,11 @@ class MapStageRun:
             set_scope(f"{key}:retry{attempt}{self.salt}")
             try:
                 outcome = self.comp.process([record], self.ctx)[0]
-            except (BudgetExceeded, StageFailure):
+            except (BudgetExceeded, StageFailure, RunFileError):
                 raise
             except Exception as e:
+                if is_disk_fault(e):
+                    raise write_fault(None, e) from e
                 outcome = e
         return outcome
 

@@ -11,6 +11,8 @@
 - When a stage fails no further stage starts; map stages running beside it finish the batches they are
   in and stop (their finished batches are kept), other stages run to their end; then the first failure
   is raised.
+- A stage that ends with more failed records than it allows (``max_failed``) feeds no later stage: those
+  wait (status ``waiting``), and a map stage that had started on its records stops and waits too.
 
 Each running stage has a thread of its own; this one only starts stages and collects their ends.
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 
 from components.base import MapComponent
 from runner.errors import StageFailure
+from runner.failures import within_limit
 from runner.feed import RecordFeed, StageLinks, StageStopped
 from runner.folders import StageFolders
 from runner.load import LoadedRecipe
@@ -51,14 +54,15 @@ class StageScheduler:
     """Runs ``order`` (stages of ``loaded``, in dependency order) into ``results``."""
 
     def __init__(self, loaded: LoadedRecipe, folders: StageFolders, models: ModelManager, settings: RunSettings,
-                 progress: Progress, results: dict[str, StageResult], *, jobs: int | None = None,
-                 say: Callable[[str], None] = log.info) -> None:
+                 progress: Progress, results: dict[str, StageResult], *, held: set[str] | None = None,
+                 jobs: int | None = None, say: Callable[[str], None] = log.info) -> None:
         self.loaded = loaded
         self.folders = folders
         self.models = models
         self.settings = settings
         self.progress = progress
         self.results = results
+        self.held = set() if held is None else held  # beyond their max_failed, and the stages after them
         self.say = say
         self.jobs = 1 if settings.shard else jobs
         self.pipelining = self.jobs != 1
@@ -97,19 +101,49 @@ class StageScheduler:
                 ready, source = self._ready(s, listed)
                 if not ready:
                     continue
-                if self.settings.shard and s != last and not self.folders.is_done(s):
-                    raise StageFailure(s, "--shard runs one map stage whose inputs are finished: run the "
-                                       "upstream stages first (without --shard)")
-                decision = decide(self.folders, s, self.settings.retry_failed)
-                if decision.cached is not None:
-                    self.results[s] = decision.cached
-                    self._finished.add(s)
-                    log.info("stage %s: cached (%s)", s, decision.cached.fingerprint[:12])
-                elif not self._start(s, decision, source):
-                    continue
+                if self._waits(s):
+                    pass
+                else:
+                    decision = decide(self.folders, s, self.settings.retry_failed,
+                                      self.loaded.recipe.failure_limit(s))
+                    if self.settings.shard and s != last and decision.cached is None:
+                        # shards run side by side: none of them may run (or redo records of) an upstream stage
+                        raise StageFailure(s, "--shard runs one map stage whose inputs are finished: run the "
+                                           "upstream stages first (without --shard)")
+                    if self.settings.shard and decision.in_place:
+                        raise StageFailure(s, "it finished with failed records; a run without --shard tries "
+                                           "them again")
+                    window = self.window(s)
+                    if decision.cached is None and not self._has_room(window is None):
+                        continue
+                    if decision.note:
+                        log.warning(decision.note)
+                        self.say(decision.note)
+                    if decision.cached is not None:
+                        log.info("stage %s: cached (%s)", s, decision.cached.fingerprint[:12])
+                        self._finish(s, decision.cached)
+                    else:
+                        self._start(s, decision, source, window)
                 pending.remove(s)
                 started = True
                 break
+
+    def _waits(self, s: str) -> bool:
+        """A stage after one whose failed records are beyond its limit does not run: it would be paid for
+        on partial data, then again once those records are redone."""
+        short = [u for u in self.loaded.deps[s] if u in self.held]
+        if short:
+            self.held.add(s)
+            self.results[s] = StageResult(s, self.folders.fingerprint(s), "waiting", self.folders.dir(s),
+                                          error=f"waits for {', '.join(short)}")
+            self._finished.add(s)
+        return bool(short)
+
+    def _finish(self, s: str, result: StageResult) -> None:
+        self.results[s] = result
+        self._finished.add(s)
+        if not within_limit(result.counts, self.loaded.recipe.failure_limit(s)):
+            self.held.add(s)
 
     def _ready(self, s: str, listed: set[str]) -> tuple[bool, RecordFeed | None]:
         """Whether ``s`` may start: every upstream done, or (pipelined) all but the map stage it maps over,
@@ -137,13 +171,14 @@ class StageScheduler:
             return None
         return max(w for w in windows if w is not None)
 
-    def _start(self, s: str, decision: StageDecision, source: RecordFeed | None) -> bool:
-        window = self.window(s)
-        local = window is None
+    def _has_room(self, local: bool) -> bool:
+        """Whether a stage may start now: under ``jobs``, and a local one only when no other local runs."""
         if self.jobs is not None and len(self._running) >= self.jobs:
             return False
-        if local and any(j.local for j in self._running.values()):
-            return False
+        return not (local and any(j.local for j in self._running.values()))
+
+    def _start(self, s: str, decision: StageDecision, source: RecordFeed | None, window: int | None) -> None:
+        local = window is None
         # a map stage hands its finished records to a map stage downstream that may start before it ends;
         # one re-run in place (--retry-failed) changes the fingerprints downstream, which then wait for it
         feeds = self.pipelining and isinstance(self.loaded.components[s], MapComponent) and not decision.in_place
@@ -154,7 +189,6 @@ class StageScheduler:
             log.info("stage %s: starts beside %s%s", s, ", ".join(sorted(self._running.keys() - {s})),
                      f" (on the records {source.stage} has finished)" if source is not None else "")
         threading.Thread(target=self._work, args=(job,), name=f"stage:{s}", daemon=True).start()
-        return True
 
     def _work(self, job: Job) -> None:
         """A stage's thread: run it, then say how it ended (first) and tell the stage it feeds."""
@@ -169,12 +203,16 @@ class StageScheduler:
                 sink.fail()
             return
         self._events.put((job, result, None))
-        if sink is not None:
-            try:
-                sink.close(self.folders.records(job.stage))
-            except Exception:  # pragma: no cover - a stage downstream must never wait for ever
-                log.exception("stage %s: cannot hand its records on", job.stage)
-                sink.fail()
+        if sink is None:
+            return
+        if not within_limit(result.counts, self.loaded.recipe.failure_limit(job.stage)):
+            sink.fail("has more failed records than it allows")
+            return
+        try:
+            sink.close(self.folders.records(job.stage))
+        except Exception:  # pragma: no cover - a stage downstream must never wait for ever
+            log.exception("stage %s: cannot hand its records on", job.stage)
+            sink.fail()
 
     # ---- collecting ----------------------------------------------------------------------------------
 
@@ -185,6 +223,11 @@ class StageScheduler:
             return
         s = job.stage
         del self._running[s]
+        source = job.links.source
+        if isinstance(error, StageStopped) and source is not None and source.stage in self.held:
+            log.info("stage %s: stopped, waits for %s", s, source.stage)  # started on records now on hold
+            self._waits(s)
+            return
         if error is not None:
             # the failure that stopped the others is the one to report, not their stopping
             if self._error is None or (isinstance(self._error, StageStopped) and not isinstance(error, StageStopped)):
@@ -192,8 +235,7 @@ class StageScheduler:
             self.stop.set()
             return
         assert result is not None
-        self.results[s] = result
-        self._finished.add(s)
+        self._finish(s, result)
         if job.decision.in_place:  # its records changed in place: downstream fingerprints change
             self.folders.forget(s)
             self.folders.set_latest()

@@ -134,6 +134,10 @@ class OpenAILLM(LLM):
             f"model {self.name!r}: set the environment variable {self.settings.api_key_env} to the API key"
         )
 
+    def load(self) -> None:
+        """Nothing to load; a missing key is reported now rather than once per record."""
+        self._api_key()
+
     def _redact(self, text: str) -> str:
         key = os.environ.get(self.settings.api_key_env)
         return text.replace(key, "***") if key and len(key) >= 4 else text
@@ -183,11 +187,12 @@ class OpenAILLM(LLM):
         client = self._get_client()
         results: list[ChatResult | None] = [None] * len(conversations)
         gate = self._gate
+        stopped: list[BaseException] = []  # the caller could not take a result (its disk is full): send no more
 
         async def one(i: int) -> None:
             await gate.acquire(order)
             try:
-                if self._budget_reached():
+                if stopped or self._budget_reached():
                     return
                 result = await self._complete(client, conversations[i], sampling)
                 self.total.add(result.usage)
@@ -198,11 +203,16 @@ class OpenAILLM(LLM):
                     # journaling (a file write and fsync) runs off the loop, which serves every request
                     # in flight; the slot is held until it is done, so a crash resends at most the
                     # requests in flight
-                    await self._reports.run(report, i, result)
+                    try:
+                        await self._reports.run(report, i, result)
+                    except Exception as exc:  # noqa: BLE001 - raised once every request in flight is done
+                        stopped.append(exc)
             finally:
                 gate.release()
 
         await asyncio.gather(*(one(i) for i in range(len(conversations))))
+        if stopped:
+            raise stopped[0]
         unsent = sum(r is None for r in results)
         if unsent:
             exc = BudgetExceeded(

@@ -63,7 +63,7 @@ def test_concurrency_one_sends_one_request_at_a_time(tmp_path):
 
 def test_retries_and_retry_after_waits_keep_their_slot(tmp_path):
     refusals = {f"number {i}": 2 for i in range(0, 40, 3)}  # 14 prompts refused twice each
-    with endpoints(1, latency=0.02, refusals=refusals) as (counts, urls):
+    with endpoints(1, latency=0.1, refusals=refusals) as (counts, urls):
         root = run(tmp_path, recipe({"a": api_model(urls[0], 8)}, {"ask": ask("nums", "a")}, 40))
     assert counts.peak == 8, "never more than the window, waits included"
     assert counts.refused == 28 and counts.total == 40 and counts.twice() == []
@@ -84,14 +84,14 @@ def test_independent_stages_run_side_by_side(tmp_path):
 def test_jobs_1_runs_one_stage_at_a_time(tmp_path):
     models = {"a": api_model("{0}", 16), "b": api_model("{1}", 16)}
     stages = {"left": ask("nums", "a"), "right": ask("nums", "b")}
-    with endpoints(2, latency=0.02) as (counts, urls):
+    with endpoints(2, latency=0.1) as (counts, urls):
         run(tmp_path, recipe(models, stages, 48).replace("{0}", urls[0]).replace("{1}", urls[1]), jobs=1)
     assert counts.peak == 16 and counts.total == 96
 
 
 def test_two_stages_on_one_model_share_its_window(tmp_path):
     stages = {"left": ask("nums", "a"), "right": ask("nums", "a", "again {text}")}
-    with endpoints(1, latency=0.05) as (counts, urls):
+    with endpoints(1, latency=0.1) as (counts, urls):
         run(tmp_path, recipe({"a": api_model(urls[0], 16)}, stages, 64))
     assert counts.peak == 16, "one model, one window, whatever runs beside what"
     assert counts.total == 128 and counts.twice() == []
