@@ -31,7 +31,7 @@ def ask(inputs: str, role: str, template: str = "{text}", field: str = "response
 
 def run(tmp_path, text: str, **kw):
     loaded = load_recipe(write(tmp_path / "r.yaml", text))
-    run_recipe(loaded, tmp_path / "runs", progress=False, publish=False, **kw)
+    run.outcome = run_recipe(loaded, tmp_path / "runs", progress=False, publish=False, **kw)
     return tmp_path / "runs" / "demo"
 
 
@@ -147,3 +147,25 @@ def test_jobs_flag_takes_a_whole_number_of_at_least_one(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "r.yaml", "--jobs", "0"])
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_a_stage_over_its_max_failed_holds_the_stage_it_was_feeding(tmp_path):
+    # "first" fails the 11 records whose text holds "number 1" (r1, r10..r19); "second" starts on its
+    # finished records, then waits once "first" ends over its max_failed
+    with endpoints(2, latency=0.05) as (counts, urls):
+        def text(max_failed: int) -> str:
+            models = {"a": api_model(urls[0], 4), "b": api_model(urls[1], 4)}
+            stages = {"first": '{type: demo_components:Ask, inputs: {records: nums}, model: a, retries: 0, '
+                               f'max_failed: {max_failed}, params: {{fail_on: "number 1"}}}}',
+                      "second": ask("first", "b", "{answer}", "again")}
+            return recipe(models, stages, 40)
+
+        root = run(tmp_path, text(0))
+        assert run.outcome.exit_code == 3 and "second" in str(run.outcome)  # not run: waits for "first"
+        assert manifest(root, "first")["counts"]["failed"] == 11
+        assert manifest(root, "second")["status"] == "failed"
+        assert "more failed records than it allows" in manifest(root, "second")["error"]
+        run(tmp_path, text(11))  # the failures are accepted now: "second" resumes where it stopped
+    assert [r["id"] for r in records(root, "second")] == [f"r{i}" for i in (0, *range(2, 10), *range(20, 40))]
+    assert counts.twice() == [], "what the stopped stage had done was kept, none of it paid twice"
+    assert run.outcome.exit_code == 0
