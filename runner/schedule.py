@@ -101,9 +101,7 @@ class StageScheduler:
                 ready, source = self._ready(s, listed)
                 if not ready:
                     continue
-                if self._waits(s):
-                    pass
-                else:
+                if not self._waits(s):
                     decision = decide(self.folders, s, self.settings.retry_failed,
                                       self.loaded.recipe.failure_limit(s))
                     if self.settings.shard and s != last and decision.cached is None:
