@@ -234,11 +234,11 @@ stages:
         run_recipe(load_recipe(recipe, overrides=list(overrides)), tmp_path / "runs", progress=False, publish=False)
         root = tmp_path / "runs" / "dpo-cache"
         latest = json.loads((root / "latest.json").read_text())["stages"]
-        return {s: json.loads((root / d / "manifest.json").read_text()) for s, d in latest.items()}
+        return {s: (d, json.loads((root / d / "manifest.json").read_text())) for s, d in latest.items()}
 
     first = run()
     assert len(forwards) == 2 * len(PAIRS)  # one forward pass per reply
     second = run("stages.dpo.params.beta=0.5")
     assert len(forwards) == 2 * len(PAIRS), "the reference model ran again"
-    assert second["ref"]["finished"] == first["ref"]["finished"]  # served from the cache
-    assert second["dpo"]["finished"] != first["dpo"]["finished"]  # trained again with the new beta
+    assert second["ref"] == first["ref"]  # the same stage folder, served from the cache
+    assert second["dpo"][0] != first["dpo"][0] and second["dpo"][1]["status"] == "done"  # trained again
