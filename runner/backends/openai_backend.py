@@ -1,6 +1,6 @@
 """The openai backend: any OpenAI-compatible chat endpoint (OpenAI, GLM, a ``vllm serve`` or
-``recipe serve`` server), through a lean asyncio HTTP client (``jsonhttp``: a tenth of the CPU per
-request of the ``openai``/``httpx`` stack, which a window of hundreds of requests a second needs).
+``recipe serve`` server), through one aiohttp session per endpoint (``jsonhttp``: a fraction of the CPU
+per request of the ``openai``/``httpx`` stack, which a window of hundreds of requests a second needs).
 
 ``chat`` is synchronous for the caller; inside, the batch runs concurrently on a private event loop
 thread, under optional requests-per-minute and tokens-per-minute limits. At most ``concurrency``
