@@ -24,6 +24,7 @@ from runner.map_stage import MapStageRun, Shard, ShardDone, map_port, shard_name
 from runner.models import ModelManager
 from runner.progress import Progress, StageProgress
 from runner.results import StageOutput, StageResult
+from runner.tracking import log_judge_metrics
 from runner.whole_stage import run_whole
 
 log = logging.getLogger("recipe.run")
@@ -154,6 +155,7 @@ class StageRun:
         write_jsonl(sdir / "failures.jsonl", output.failures)
         folders.keep_records(s, output.records)
         metrics = self._summarize(output.records, ctx, manifest, meter)
+        log_judge_metrics(folders, s, comp.type, metrics)  # into the tracker run of the model it scored
         usage = usage_of(meter)
         seconds = manifest.done(output.counts, usage)
         log.info("stage %s: done in %.1fs, %s", s, seconds, output.counts)
