@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import StageFailure
+from runner.failures import within_limit
 from runner.folders import StageFolders
 from runner.load import LoadedRecipe
 from runner.map_stage import ShardDone
@@ -38,6 +39,7 @@ class Runner:
         locked = (loaded.recipe.lock or {}).get("models", {})
         self.models = ModelManager(self.folders.zoo, self.trained_model_dir, locked=locked, progress=self.say)
         self.results: dict[str, StageResult] = {}
+        self.held: set[str] = set()  # stages whose failed records are beyond their limit, and those after them
 
     def say(self, msg: str) -> None:
         """A line for the log and, dimmed, for the console (model downloads, launches)."""
@@ -60,20 +62,37 @@ class Runner:
         folders = self.folders
         order = self.loaded.order if stages is None else [s for s in self.loaded.order if s in set(stages)]
         folders.set_latest()
+        recipe = self.loaded.recipe
         with Progress(self.console, enabled=self.show_progress) as progress:
             for s in order:
-                if self.settings.shard and s != order[-1] and not folders.is_done(s):
+                # a stage that ended with more failed records than it allows feeds no later stage: they
+                # would be paid for on partial data, then again once its failed records are redone
+                short = [u for u in self.loaded.deps[s] if u in self.held]
+                if short:
+                    self.held.add(s)
+                    self.results[s] = StageResult(s, folders.fingerprint(s), "waiting", folders.dir(s),
+                                                  error=f"waits for {', '.join(short)}")
+                    continue
+                decision = decide(folders, s, self.settings.retry_failed, recipe.failure_limit(s))
+                if self.settings.shard and s != order[-1] and decision.cached is None:
+                    # shards run side by side: none of them may run (or redo records of) an upstream stage
                     raise StageFailure(s, "--shard runs one map stage whose inputs are finished: run the "
                                        "upstream stages first (without --shard)")
-                decision = decide(folders, s, self.settings.retry_failed)
+                if self.settings.shard and decision.in_place:
+                    raise StageFailure(s, "it finished with failed records; a run without --shard tries them again")
+                if decision.note:
+                    log.warning(decision.note)
+                    self.say(decision.note)
                 if decision.cached is not None:
                     self.results[s] = decision.cached
                     log.info("stage %s: cached (%s)", s, decision.cached.fingerprint[:12])
-                    continue
-                stage = StageRun(s, self.loaded, folders, self.models, self.settings, revision=decision.revision,
-                                 say=self.say)
-                self.results[s] = stage.run(progress)
-                if decision.in_place:  # its records changed in place: downstream fingerprints change
-                    folders.forget(s)
-                    folders.set_latest()
+                else:
+                    stage = StageRun(s, self.loaded, folders, self.models, self.settings,
+                                     revision=decision.revision, say=self.say)
+                    self.results[s] = stage.run(progress)
+                    if decision.in_place:  # its records changed in place: downstream fingerprints change
+                        folders.forget(s)
+                        folders.set_latest()
+                if not within_limit(self.results[s].counts, recipe.failure_limit(s)):
+                    self.held.add(s)
         return self.results

@@ -16,29 +16,41 @@ from components.base import Failed, MapComponent, record_key
 from runner.backends.base import BudgetExceeded
 from runner.callcache import set_scope
 from runner.context import StageContext
-from runner.errors import StageFailure
+from runner.errors import RunFileError, StageFailure
 from runner.fingerprint import digest
 from runner.progress import StageProgress
 from runner.results import StageOutput
 from runner.schema import StageSpec
-from runner.store import AppendLog, read_complete_lines
+from runner.store import AppendLog, is_disk_fault, read_complete_lines, write_fault
 
 log = logging.getLogger("recipe.run")
 
 Shard = tuple[int, int]  # (i, n): this process runs batches b with b % n == i
 
 
+class DuplicateIds(ValueError):
+    """Two records of a map stage's input with the same ``id`` (or ``idx``)."""
+
+
 def unique_keys(records: list[dict]) -> list[str]:
-    """Each record's key; a key seen before gets ``#1``, ``#2``... so every record has its own."""
-    seen: dict[str, int] = {}
+    """Each record's key (``components.base.record_key``). Resume and the call journal file records by
+    key, so two records with the same ``id`` (or ``idx``) raise DuplicateIds naming both (1-based
+    positions in the input); records keyed by content (no id) that repeat get ``#1``, ``#2``..."""
+    first: dict[str, int] = {}
+    repeats: dict[str, int] = {}
     out = []
-    for r in records:
+    for i, r in enumerate(records, 1):
         k = record_key(r)
-        if k in seen:
-            seen[k] += 1
-            k = f"{k}#{seen[k]}"
+        if k in first:
+            if r.get("id") is not None or r.get("idx") is not None:
+                field = "id" if r.get("id") is not None else "idx"
+                raise DuplicateIds(f"records #{first[k]} and #{i} of the input both have {field} {k!r}; the "
+                                   "write-ahead log and the call journal file records by id, so ids must be "
+                                   "unique (fix the input, or drop the id field to key records by content)")
+            repeats[k] = repeats.get(k, 0) + 1
+            k = f"{k}#{repeats[k]}"
         else:
-            seen[k] = 0
+            first[k] = i
         out.append(k)
     return out
 
@@ -96,7 +108,10 @@ class MapStageRun:
         self.ctx = ctx
         self.bar = bar
         self.records = records
-        self.keys = unique_keys(records)
+        try:
+            self.keys = unique_keys(records)
+        except DuplicateIds as e:
+            raise StageFailure(stage, str(e)) from None
         self.by_key = dict(zip(self.keys, records))
         self.batch_size = spec.batch_size or comp.batch_size
         self.concurrency = spec.concurrency
@@ -172,9 +187,11 @@ class MapStageRun:
             if len(outs) != len(batch):
                 raise StageFailure(self.stage, f"{self.comp.type}.process returned {len(outs)} results for "
                                    f"{len(batch)} records")
-        except (BudgetExceeded, StageFailure):
+        except (BudgetExceeded, StageFailure, RunFileError):
             raise
         except Exception as e:  # the batch failed as a whole: try each record alone
+            if is_disk_fault(e):  # our own files cannot be written: asking the model again cannot help
+                raise write_fault(None, e) from e
             log.warning("stage %s: batch of %d failed (%s: %s); retrying records one by one",
                         self.stage, len(batch), type(e).__name__, e)
             outs = [e] * len(batch)
@@ -190,9 +207,11 @@ class MapStageRun:
             set_scope(f"{key}:retry{attempt}{self.salt}")
             try:
                 outcome = self.comp.process([record], self.ctx)[0]
-            except (BudgetExceeded, StageFailure):
+            except (BudgetExceeded, StageFailure, RunFileError):
                 raise
             except Exception as e:
+                if is_disk_fault(e):
+                    raise write_fault(None, e) from e
                 outcome = e
         return outcome
 

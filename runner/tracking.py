@@ -46,7 +46,12 @@ def log_judge_metrics(folders: StageFolders, stage: str, component_type: str, me
     numbers = numeric_metrics(metrics)
     if not component_type.startswith(JUDGE_PREFIX) or not numbers:
         return
-    for model_stage in tracked_models(folders, stage):
+    try:
+        models = tracked_models(folders, stage)
+    except Exception as e:  # e.g. a damaged run.json
+        log.warning("stage %s: its metrics were not logged to a tracker: %s: %s", stage, type(e).__name__, e)
+        return
+    for model_stage in models:
         sdir = folders.dir(model_stage)
         run = read_run(sdir)
         if run is None:

@@ -115,6 +115,10 @@ class OpenAILLM(LLM):
             f"model {self.name!r}: set the environment variable {self.settings.api_key_env} to the API key"
         )
 
+    def load(self) -> None:
+        """Nothing to load; a missing key is reported now rather than once per record."""
+        self._api_key()
+
     def _redact(self, text: str) -> str:
         key = os.environ.get(self.settings.api_key_env)
         return text.replace(key, "***") if key and len(key) >= 4 else text
@@ -159,10 +163,11 @@ class OpenAILLM(LLM):
         client = self._get_client()
         results: list[ChatResult | None] = [None] * len(conversations)
         gate = asyncio.Semaphore(self.settings.concurrency)
+        stopped: list[BaseException] = []  # the caller could not take a result (its disk is full): send no more
 
         async def one(i: int) -> None:
             async with gate:
-                if self._budget_reached():
+                if stopped or self._budget_reached():
                     return
                 result = await self._complete(client, conversations[i], sampling)
                 self.total.add(result.usage)
@@ -170,9 +175,14 @@ class OpenAILLM(LLM):
                     self.stats["failed"] += 1
                 results[i] = result
                 if report is not None:
-                    report(i, result)
+                    try:
+                        report(i, result)
+                    except Exception as exc:  # noqa: BLE001 - raised once every request in flight is done
+                        stopped.append(exc)
 
         await asyncio.gather(*(one(i) for i in range(len(conversations))))
+        if stopped:
+            raise stopped[0]
         unsent = sum(r is None for r in results)
         if unsent:
             exc = BudgetExceeded(
