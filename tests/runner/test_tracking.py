@@ -62,3 +62,12 @@ def test_a_failing_tracker_is_a_warning_not_a_failed_stage(tmp_path, monkeypatch
         log_judge_metrics(folders(tmp_path, DEPS), "judge", "judge.x", {"score": 1.0})
     assert "stage judge: logging its metrics to the tracker run of dpo failed: RuntimeError: no tracker here" in \
         caplog.text
+
+
+def test_a_trainers_tracking_folder_is_not_vouched_for_by_its_manifest(tmp_path):
+    """Judges add to it after the trainer finished: that must not make the finished stage look damaged."""
+    from runner.store import file_sums
+
+    write_run(tmp_path / "sft", TrackingRun(report_to=["tensorboard"], run_name="sft", run_id="x", step=1))
+    (tmp_path / "sft" / "records.jsonl").write_text("{}\n")
+    assert list(file_sums(tmp_path / "sft")) == ["records.jsonl"]
