@@ -89,7 +89,9 @@ def run_launched(launch: LaunchConfig, stage: str, ctx: Any, *, run_root: Path,
     out.unlink(missing_ok=True)
     cmd = accelerate_command(launch, WORKER, [str(run_root), stage])
     say(f"{stage}: launching {launch.num_processes} processes: {' '.join(cmd)}")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # progress lines arrive as they are printed
+    # progress lines arrive as they are printed; the workers' own progress bars (weights loading) would
+    # arrive as single lines of carriage returns: the stage's bar shows the progress instead
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
     with subprocess.Popen(cmd, cwd=Path.cwd(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, encoding="utf-8", errors="replace") as proc:
         tail = relay(proc.stdout, ctx.advance, stage)
