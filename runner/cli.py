@@ -125,7 +125,7 @@ def cmd_run(args) -> int:
         outcome = run_recipe(loaded, Path(args.runs_dir), console=console, progress=not args.no_progress,
                              retry_failed=args.retry_failed, publish=not args.no_publish, stages=args.stage,
                              setup_logging=lambda root: _setup_logging(root, args.verbose), shard=shard,
-                             wait=args.wait)
+                             wait=args.wait, jobs=args.jobs)
     except RunFolderBusy as e:
         console.print(f"[bold red]not started:[/] {escape(str(e))}", soft_wrap=True)
         return EXIT_STAGE
@@ -306,6 +306,12 @@ def cmd_publish(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- parser
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -344,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stage", action="append", help="run only this stage (and what it needs); repeatable")
     sp.add_argument("--shard", metavar="I/N", help="with one --stage (a map stage whose inputs are done): process "
                     "only shard I of N of its batches; run again without --shard to merge and finish")
+    sp.add_argument("--jobs", "-j", type=_positive, metavar="N", help="run at most N stages at once (default: "
+                    "every ready stage that calls only API models, beside one other stage; 1: one at a time)")
     sp.add_argument("--verbose", "-v", action="store_true", help="log to stderr too")
     sp.set_defaults(func=cmd_run)
 

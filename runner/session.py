@@ -59,11 +59,12 @@ def with_dependencies(loaded: LoadedRecipe, stages: list[str]) -> list[str]:
 def run_recipe(loaded: LoadedRecipe, runs_dir: Path, *, console: Any = None, progress: bool = True,
                retry_failed: bool = False, publish: bool = True, stages: list[str] | None = None,
                setup_logging: Callable[[Path], None] | None = None, shard: tuple[int, int] | None = None,
-               wait: bool = False) -> RunOutcome:
+               wait: bool = False, jobs: int | None = None) -> RunOutcome:
     """Run ``loaded`` into ``runs_dir/<recipe>/``, holding the folder's lock (``wait``: wait for a run
-    that holds it instead of raising ``RunFolderBusy``)."""
+    that holds it instead of raising ``RunFolderBusy``); ``jobs``: at most that many stages at once
+    (``runner.schedule``)."""
     runner = Runner(loaded, runs_dir, console=console, show_progress=progress, retry_failed=retry_failed,
-                    shard=shard)
+                    shard=shard, jobs=jobs)
     with RunFolderLock(runner.folders.root, shard=shard, stage=stages[0] if shard and stages else None,
                        wait=wait, say=runner.say):
         return _run(runner, loaded, publish=publish, stages=stages, setup_logging=setup_logging, shard=shard)

@@ -19,6 +19,7 @@ from runner.callcache import Meter
 from runner.context import StageContext
 from runner.errors import RunFileError, StageFailure
 from runner.failures import within_limit
+from runner.feed import StageLinks
 from runner.folders import StageFolders
 from runner.load import LoadedRecipe
 from runner.map_stage import MapStageRun, Shard, ShardDone, map_port, shard_name
@@ -129,7 +130,8 @@ class StageRun:
     """One stage, run into its folder: records, failures ledger, metrics, report section, manifest."""
 
     def __init__(self, stage: str, loaded: LoadedRecipe, folders: StageFolders, models: ModelManager,
-                 settings: RunSettings, *, revision: int = 0, say: Callable[[str], None] = log.info) -> None:
+                 settings: RunSettings, *, revision: int = 0, say: Callable[[str], None] = log.info,
+                 links: StageLinks | None = None) -> None:
         self.stage = stage
         self.comp = loaded.components[stage]
         self.spec = loaded.recipe.stages[stage]
@@ -139,13 +141,17 @@ class StageRun:
         self.settings = settings
         self.revision = revision
         self.say = say
+        self.links = links or StageLinks()
 
     def run(self, progress: Progress) -> StageResult:
         s, comp, folders = self.stage, self.comp, self.folders
         fp = folders.fingerprint(s)
         sdir = folders.dir(s)
         start = time.monotonic()
-        inputs = {port: folders.records(up) for port, up in self.spec.inputs.items()}
+        # a map stage fed by an upstream still running (links.source) sees that port's records grow
+        source = self.links.source
+        inputs = {port: source.records if source is not None and source.stage == up else folders.records(up)
+                  for port, up in self.spec.inputs.items()}
         meter = Meter()
         try:
             sdir.mkdir(parents=True, exist_ok=True)
@@ -157,13 +163,17 @@ class StageRun:
             raise StageFailure(s, str(write_fault(sdir / "manifest.json", e))) from None
         log.info("stage %s (%s): running → %s", s, comp.type, sdir)
         try:
-            self._check_inputs(inputs)
-            total = len(inputs[map_port(comp, self.spec, s)]) if isinstance(comp, MapComponent) else None
+            fed = source.stage if source is not None else None  # its records come later
+            self._check_inputs({p: r for p, r in inputs.items() if self.spec.inputs[p] != fed})
+            mapped = isinstance(comp, MapComponent) and fed is None
+            total = len(inputs[map_port(comp, self.spec, s)]) if mapped else None
             bar = progress.stage(s, total, meter)
             ctx = self._context(sdir, inputs, meter, bar)
             if isinstance(comp, MapComponent):
                 self._open_models(ctx)
             output = self._execute(ctx, inputs, bar)
+            if fed is not None:
+                self._check_inputs({p: r for p, r in inputs.items() if self.spec.inputs[p] == fed})
             write_jsonl(sdir / "records.jsonl", output.records)
             write_jsonl(sdir / "failures.jsonl", output.failures)
             metrics = self._summarize(output.records, ctx, manifest, meter)
@@ -217,9 +227,11 @@ class StageRun:
                 raise StageFailure(self.stage, f"model {b.ref!r} (slot {slot!r}) cannot be loaded: {cause}") from e
 
     def _context(self, sdir: Path, inputs: dict[str, list[dict]], meter: Meter, bar: StageProgress) -> StageContext:
-        """The component's ``ctx``, after seeding the global RNGs with the stage's seed."""
+        """The component's ``ctx``, after seeding the global RNGs with the stage's seed; a stage that calls
+        only API models (``links.window``) runs beside others and leaves them alone (it has ``ctx.rng``)."""
         seed = self.folders.seed(self.stage)
-        seed_everything(seed)
+        if self.links.window is None:
+            seed_everything(seed)
         # each shard journals its calls in a file of its own; every journal of the stage is replayed
         return StageContext(stage=self.stage, params=self.comp.params, seed=seed, stage_dir=sdir,
                             bindings=self.bindings, models=self.models, inputs=inputs, meter=meter,
@@ -230,7 +242,7 @@ class StageRun:
             records = inputs[map_port(self.comp, self.spec, self.stage)]
             # a re-run for failed records (revision > 0) tries them again, also when resumed after a crash
             return MapStageRun(self.comp, self.stage, self.spec, ctx, records, bar, shard=self.settings.shard,
-                               retry_failed=self.revision > 0, revision=self.revision).run()
+                               retry_failed=self.revision > 0, revision=self.revision, links=self.links).run()
         return run_whole(self.comp, self.stage, self.spec, ctx, inputs, run_root=self.folders.root, say=self.say)
 
     def _summarize(self, records: list[dict], ctx: StageContext, manifest: Manifest, meter: Meter) -> Any:

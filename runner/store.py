@@ -79,7 +79,8 @@ def read_complete_lines(path: Path) -> list[dict]:
 class AppendLog:
     """An append-only JSON-lines file that survives ``kill -9``.
 
-    Each ``append`` writes whole lines with one ``write`` and fsyncs. On open, a torn last line (the
+    Each ``append`` writes whole lines with one ``write`` and returns once they are fsynced (appends from
+    several threads share an fsync). On open, a torn last line (the
     process died mid-write) is cut off; a damaged line elsewhere is skipped when read. A write that
     fails (a full disk) is undone and raised as ``RunFileError``.
     """
@@ -87,8 +88,13 @@ class AppendLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._written = self._synced = 0  # appends written to the file, and made durable
+        self._cut = 0  # appends up to this one were taken back when their fsync failed
+        self._cut_cause: OSError | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._repair()
+        self._size = self._synced_size = self.path.stat().st_size if self.path.exists() else 0
 
     def _repair(self) -> None:
         if not self.path.exists():
@@ -117,12 +123,40 @@ class AppendLog:
                 except OSError:
                     pass
                 raise write_fault(self.path, e) from e
+            self._written += 1
+            self._size = size + len(text.encode("utf-8"))
+            mine = self._written
+        # group commit: appends from many threads (a window of API calls) share one fsync, which covers
+        # every line written before it started; each append still returns only once its line is on disk
+        with self._sync_lock:
+            if self._synced >= mine:
+                return
+            if self._cut >= mine:
+                raise write_fault(self.path, self._cut_cause)
+            with self._lock:
+                upto, end = self._written, self._size
+            try:
+                self._sync()
+            except OSError as e:
+                with self._lock:  # every line not yet on disk is taken back, and its append fails
+                    try:
+                        os.truncate(self.path, self._synced_size)
+                    except OSError:
+                        pass
+                    self._cut, self._size, self._cut_cause = self._written, self._synced_size, e
+                raise write_fault(self.path, e) from e
+            self._synced, self._synced_size = upto, end
 
     def _write(self, text: str) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+
+    def _sync(self) -> None:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 # what a finished stage wrote and the manifest vouches for: not its logs (they only grow; a trainer's
