@@ -8,6 +8,7 @@ in order and raises one RecipeError with every problem.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from runner.schema import Recipe
 
 __all__ = ["Binding", "LoadedRecipe", "load_recipe", "parse_override", "deep_merge", "read_recipe_data"]
 
+log = logging.getLogger("recipe.load")
+
 
 @dataclass
 class LoadedRecipe:
@@ -41,6 +44,8 @@ class LoadedRecipe:
     order: list[str]  # stages in dependency order
     deps: dict[str, list[str]]  # stage → upstream stages (inputs and trained models)
     raw: dict[str, Any]  # the merged recipe data, params as written (not defaults)
+    # a replayed lockfile: how this environment differs from the locked one (runner.environment), or None
+    env_warning: str | None = None
 
     @property
     def name(self) -> str:
@@ -89,7 +94,21 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: list[st
     if problems or specs.recipe is None:
         raise RecipeError(_dedupe(problems), smap)
     return LoadedRecipe(recipe=specs.recipe, smap=smap, path=path, base_dir=base_dir, profile=profile,
-                        components=comps, bindings=bindings, order=order, deps=deps, raw=data)
+                        components=comps, bindings=bindings, order=order, deps=deps, raw=data,
+                        env_warning=_environment_warning(path, data))
+
+
+def _environment_warning(path: Path, data: dict[str, Any]) -> str | None:
+    """For a lockfile: a warning naming the packages this environment has at other versions (logged)."""
+    from runner.environment import difference_warning
+
+    lock = data.get("lock")
+    if not isinstance(lock, dict) or not isinstance(lock.get("packages"), dict):
+        return None
+    warning = difference_warning(lock)
+    if warning:
+        log.warning("%s: %s", path, warning)
+    return warning
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
