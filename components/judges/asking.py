@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from components.base import Failed
+from components.formats import group_by_sampling
 from runner.backends.base import LLM, Sampling
 
 V = TypeVar("V")
@@ -106,7 +107,7 @@ def ask_until_parsed(
     for attempt in range(tries):
         if not pending:
             break
-        for group in _by_sampling(pending, samplings):
+        for group in group_by_sampling(samplings, pending):
             sent = retry_sampling(samplings[group[0]], attempt, retry_temperature)
             results = llm.chat([conversations[i] for i in group], sent)
             for i, res in zip(group, results, strict=True):
@@ -119,17 +120,3 @@ def ask_until_parsed(
                    if not verdicts[i].parsed and (reask_errors or verdicts[i].error is None)]
     return verdicts
 
-
-def _by_sampling(pending: list[int], samplings: list[Sampling]) -> list[list[int]]:
-    """``pending`` split by equal sampling, groups in order of first appearance, each in input order."""
-    keys: list[Sampling] = []
-    groups: list[list[int]] = []
-    for i in pending:
-        for k, key in enumerate(keys):
-            if key == samplings[i]:
-                groups[k].append(i)
-                break
-        else:
-            keys.append(samplings[i])
-            groups.append([i])
-    return groups

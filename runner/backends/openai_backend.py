@@ -7,6 +7,11 @@ tokens-per-minute limits. Failed attempts are retried with exponential backoff a
 exactly ``Retry-After`` when the server sends it. The client's own retries are off, so these are the only
 ones. An item that still fails comes back with ``ChatResult.error``; the batch never raises for it.
 
+A ``sampling.format`` is sent as the request fields of ``format_fields.request_fields``
+(``response_format`` for JSON schemas, vLLM's ``structured_outputs`` for regexes and grammars), when the
+endpoint declares that kind in its ``structured_outputs`` setting; any other format is a ``ValueError``
+from ``chat`` before anything is sent.
+
 Settings (endpoint, limits, prices, retries) are ``options.OpenAISettings``, from the zoo entry's ``api``
 block, its ``serving`` values and the recipe's options (``options.settings_for``).
 
@@ -33,7 +38,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from registry.resolved import ResolvedModel
-from runner.backends.base import LLM, BudgetExceeded, ChatResult, Sampling, TokenLogprob, Usage
+from runner.backends.base import LLM, BudgetExceeded, ChatResult, Format, Sampling, TokenLogprob, Usage
+from runner.backends.format_fields import request_fields
 from runner.backends.options import OpenAISettings, settings_for
 from runner.backends.ratelimit import TokenBucket
 
@@ -94,6 +100,9 @@ class OpenAILLM(LLM):
     def context_length(self) -> int | None:
         return self.model.context_length
 
+    def check_format(self, fmt: Format) -> None:
+        request_fields(fmt, self.settings.structured_outputs, self.settings.structured_outputs_fields)
+
     # ---- event loop and client -----------------------------------------------------------------------
 
     def _run(self, coro: Awaitable[Any]) -> Any:
@@ -146,6 +155,8 @@ class OpenAILLM(LLM):
              on_result: Callable[[int, ChatResult], None] | None = None) -> list[ChatResult]:
         if not conversations:
             return []
+        if sampling.format is not None:
+            self.check_format(sampling.format)  # a format this endpoint cannot enforce is never sent
         # the callback is taken now, in the caller's thread: concurrent callers each keep their own
         report = on_result if on_result is not None else self.on_result
         return self._run(self._chat_all(conversations, sampling, report))
@@ -199,6 +210,9 @@ class OpenAILLM(LLM):
             req["logprobs"] = True
             if sampling.logprobs > 0:
                 req["top_logprobs"] = sampling.logprobs
+        if sampling.format is not None:
+            req.update(request_fields(sampling.format, self.settings.structured_outputs,
+                                      self.settings.structured_outputs_fields))
         return req
 
     async def _complete(self, client: Any, conversation: list[dict], sampling: Sampling) -> ChatResult:
