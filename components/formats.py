@@ -8,8 +8,8 @@ whether the format goes on the request; the backend then enforces it (``runner.b
 
 The formats are regular expressions in the subset that llguidance, xgrammar, vLLM and Python's ``re``
 read alike, so a test can check with ``re.fullmatch`` that a reply in the format parses. Judges use
-``verdict``: optional free analysis, bounded in characters so that the verdict still fits in
-``max_new_tokens`` (a token writes at least one character of ASCII text), then the verdict in brackets.
+``verdict``: optional free analysis, bounded so that the verdict still fits in ``max_new_tokens`` whatever
+the tokenizer (``bounded_text``), then the verdict in brackets.
 
 >>> import re
 >>> fmt = verdict(integers(1, 10), analysis_chars=20)
@@ -58,17 +58,40 @@ def integers(lo: int, hi: int) -> list[str]:
     return [str(n) for n in range(hi, lo - 1, -1)]
 
 
+def bounded_text(chars: int, exclude: str = "") -> str:
+    r"""A group matching text of at most ``chars`` characters, none of them in ``exclude`` (ASCII), that a
+    model writes in at most ``chars`` tokens: ASCII text of up to ``chars`` characters, or text with
+    other characters of up to ``chars // 4`` (a character takes at most 4 bytes, a token at least one).
+
+    >>> print(bounded_text(8, "[]"))
+    ([\x00-\x5a\x5c\x5e-\x7f]{0,8}|[^\[\]]{0,2})
+    """
+    codes = [c for c in range(128) if chr(c) not in exclude]
+    ranges: list[tuple[int, int]] = []
+    for c in codes:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1] = (ranges[-1][0], c)
+        else:
+            ranges.append((c, c))
+    ascii_class = "[" + "".join(f"\\x{a:02x}" if a == b else f"\\x{a:02x}-\\x{b:02x}" for a, b in ranges) + "]"
+    wide = chars // 4
+    if not wide:
+        return f"({ascii_class}{{0,{chars}}})"
+    other = "[^" + "".join(escape(c) for c in exclude) + "]"
+    return f"({ascii_class}{{0,{chars}}}|{other}{{0,{wide}}})"
+
+
 def analysis_chars(max_new_tokens: int, verdicts: Sequence[str], reserve: int = 2) -> int:
-    """Characters of free analysis that leave room for the longest ``[[verdict]]`` (and ``reserve``
-    tokens) within ``max_new_tokens``, assuming a token writes at least one character."""
+    """Characters of free analysis (``bounded_text``) that leave room for the longest ``[[verdict]]``
+    (ASCII: a token per character at most) and ``reserve`` tokens within ``max_new_tokens``."""
     longest = max(len(v) for v in verdicts) + 4
     return max(0, max_new_tokens - longest - reserve)
 
 
 def verdict(verdicts: Sequence[str], analysis_chars: int = 0) -> Format:
-    """Up to ``analysis_chars`` characters of free text without brackets, then ``[[v]]`` for one of
-    ``verdicts``; nothing after it (with ``analysis_chars=0`` the reply is the verdict alone)."""
-    analysis = rf"[^\[\]]{{0,{analysis_chars}}}" if analysis_chars > 0 else ""
+    """Free text without brackets, bounded by ``analysis_chars`` (``bounded_text``), then ``[[v]]`` for
+    one of ``verdicts``; nothing after it (with ``analysis_chars=0`` the reply is the verdict alone)."""
+    analysis = bounded_text(analysis_chars, "[]") if analysis_chars > 0 else ""
     return Format.regex(analysis + r"\[\[" + choice(verdicts) + r"\]\]")
 
 
@@ -81,7 +104,7 @@ def number_verdict(lo: float, hi: float, max_new_tokens: int) -> Format:
         return verdict(choices, analysis_chars(max_new_tokens, choices))
     number = r"[0-9]{1,6}(\.[0-9]{1,4})?"
     room = analysis_chars(max_new_tokens, ["0" * 11])
-    return Format.regex((rf"[^\[\]]{{0,{room}}}" if room else "") + r"\[\[" + number + r"\]\]")
+    return Format.regex((bounded_text(room, "[]") if room else "") + r"\[\[" + number + r"\]\]")
 
 
 def group_by_sampling(samplings: Sequence[Sampling], todo: Sequence[int] | None = None) -> list[list[int]]:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out
-from components.formats import Constrained, chat_each, constrained, spans
+from components.formats import Constrained, bounded_text, chat_each, constrained, spans
 from components.templates import render
 from components.text import number_sentences, repair_tags, statement_segments, truncate_middle
 from runner.backends.base import Format, Sampling
@@ -96,13 +96,13 @@ def parse_output(output: str, chunks: list[dict]) -> tuple[list[dict], str]:
 def answer_format(n_sentences: int, max_new_tokens: int) -> Format:
     """The cited answer: one or more ``<statement>S<cite>[s-e]…</cite></statement>`` blocks (up to 3
     spans of the ``n_sentences`` numbered sentences each, ``s ≤ e``; an empty cite is allowed), separated
-    by at most two whitespace characters. A statement's text has no ``<`` and is at most
-    ``STATEMENT_CHARS`` characters, fewer when ``max_new_tokens`` is small, so that the first statement
-    is closed (and its citations written) within the answer budget."""
+    by at most two whitespace characters. A statement's text has no ``<`` and takes at most
+    ``STATEMENT_CHARS`` tokens (``bounded_text``), fewer when ``max_new_tokens`` is small, so that the
+    first statement is closed (and its citations written) within the answer budget."""
     text_chars = max(16, min(STATEMENT_CHARS, max_new_tokens - TAG_ALLOWANCE))
     span = r"\[" + spans(n_sentences) + r"\]"
-    statement = (r"<statement>[^<\s][^<]{0," + str(text_chars - 1) + "}<cite>(" + span + "){0," + str(MAX_SPANS)
-                 + r"}</cite></statement>")
+    statement = (r"<statement>[^<\s]" + bounded_text(text_chars - 1, "<") + "<cite>(" + span + "){0,"
+                 + str(MAX_SPANS) + r"}</cite></statement>")
     return Format.regex(f"({statement}\\s{{0,2}})+")
 
 
