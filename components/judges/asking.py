@@ -19,6 +19,9 @@ that came back (kept for the failures ledger or a ``*_raw`` field), the number o
 call's backend error. What a judge does with an unparsed verdict is its own decision (fail the record
 with ``Verdict.failure``, keep it with a null score, score it 0): the helper only asks.
 
+A judge whose verdict format is enforced while decoding (``Sampling.format``, see ``components.formats``)
+gets a parsable reply on the first ask; re-asks then only follow backend errors or a reply cut short.
+
 A judge declares the two settings under these names: ``tries`` (asks per conversation, at least 1) and
 ``retry_temperature``. Typical use in a judge's ``process``::
 

@@ -113,19 +113,18 @@ SNIPPETS = [{"c_idx": i, "content": f"chunk {i}", "start_idx": 10 * i, "end_idx"
 
 def test_chunk_citation_format_is_the_answer_copied_with_snippet_numbers():
     fmt = citation_format(ANSWER, split_sentences(ANSWER), n_snippets=3)
-    merged = ("<statement>Loops repeat code. A break ends them.<cite>[3][1]</cite></statement>\n\n"
-              "<statement>Continue skips ahead.<cite></cite></statement>")
-    assert matches(fmt, merged)
-    cited, statements = parse_chunk_citations(merged, SNIPPETS)
-    assert cited == merged
+    good = ("<statement>Loops repeat code.<cite>[2]</cite></statement> <statement>A break ends them.<cite>"
+            "</cite></statement>\n\n<statement>Continue skips ahead.<cite>[3][1]</cite></statement>")
+    assert matches(fmt, good)
+    cited, statements = parse_chunk_citations(good, SNIPPETS)
+    assert cited == good
     assert [(s["statement"], [c["idx"] for c in s["citation"]]) for s in statements] == [
-        ("Loops repeat code. A break ends them.", [2, 0]), ("\n\n", []), ("Continue skips ahead.", [])]
-    one_each = ("<statement>Loops repeat code.<cite>[2]</cite></statement> <statement>A break ends them.<cite>"
-                "</cite></statement>\n\n<statement>Continue skips ahead.<cite>[1][2]</cite></statement>")
-    assert matches(fmt, one_each)
-    for bad in (merged.replace("[3]", "[4]"), merged.replace("[3]", "[0]"), merged.replace("repeat", "repeats"),
-                merged.replace(" A break ends them.", ""),  # a sentence lost
-                "Loops repeat code."):
+        ("Loops repeat code.", [1]), (" ", []), ("A break ends them.", []), ("\n\n", []),
+        ("Continue skips ahead.", [2, 0])]
+    for bad in (good.replace("[3]", "[4]"), good.replace("[3]", "[0]"), good.replace("repeat", "repeats"),
+                good.replace(" <statement>A break ends them.<cite></cite></statement>", ""),  # a sentence lost
+                good.replace("code.<cite>[2]</cite></statement> <statement>", "code. "),  # two in one
+                "[1][2][3][1][2][3]".join(["<cite>", "</cite>"]), "Loops repeat code."):
         assert not matches(fmt, bad)
 
 

@@ -90,18 +90,17 @@ def chunk_prompt(snippets: list[dict], question: str, answer: str) -> str:
 
 
 def citation_format(answer: str, sentences: list[dict], n_snippets: int, max_citations: int = 5) -> Format:
-    """The marked-up answer as the prompt asks for it: the answer copied exactly, sentence by sentence
-    (``sentences``: ``split_sentences(answer)``), in ``<statement>…<cite>…</cite></statement>`` blocks of
-    one or more consecutive sentences (the model groups them), each citing up to ``max_citations`` snippet
-    numbers ``[1]`` … ``[n_snippets]``. The text between two sentences goes inside a block or between
-    two blocks."""
+    """The marked-up answer as the prompt asks for it: the answer copied exactly, each of its sentences
+    (``sentences``: ``split_sentences(answer)``) as ``<statement>{sentence}<cite>…</cite></statement>``
+    citing up to ``max_citations`` snippet numbers ``[1]`` … ``[n_snippets]`` (or none), with the text
+    between two sentences kept between their statements."""
     cite = (r"<cite>(\[" + choice(integers(1, n_snippets)) + r"\]){0," + str(max_citations) + "}"
             + "</cite></statement>")
-    parts = ["<statement>", escape(sentences[0]["content"])]
-    for prev, sent in zip(sentences, sentences[1:]):
-        gap = escape(answer[prev["end_idx"]:sent["start_idx"]])
-        parts += [f"({cite}{gap}<statement>|{gap})", escape(sent["content"])]
-    parts.append(cite)
+    parts = []
+    for j, sent in enumerate(sentences):
+        if j:
+            parts.append(escape(answer[sentences[j - 1]["end_idx"]:sent["start_idx"]]))
+        parts += ["<statement>", escape(sent["content"]), cite]
     return Format.regex("".join(parts))
 
 
@@ -189,8 +188,8 @@ class ChunkCitation(MapComponent):
     and the records that used the fallback; the ``paper`` profile keeps ``fallback: none``.
 
     With ``constrained`` on, the reply is enforced while decoding (``citation_format``): the answer copied
-    exactly, its sentences grouped into statements, every ``[i]`` one of the snippets shown. The model
-    then always writes the markup, so the fallback is never needed.
+    exactly, one statement per sentence, every ``[i]`` one of the snippets shown. The model then always
+    writes the markup (it only chooses the citations), so the fallback is never needed.
     """
 
     type = "cof.chunk_citation"
