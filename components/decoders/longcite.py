@@ -35,7 +35,7 @@ USER_TEMPLATE = "{instruction}\n\n[Document Start]\n{context}\n[Document End]\n\
 MAX_SPANS = 3
 TEMPLATE_ALLOWANCE = 64  # tokens left for the chat template's role markers
 STATEMENT_CHARS = 400  # longest statement text the format allows
-TAG_ALLOWANCE = 64  # characters of tags and spans around one statement
+TAG_ALLOWANCE = 64  # tokens of tags and spans around one statement
 _RANGE = re.compile(r"\[\s*(\d+)\s*-\s*(\d+)\s*\]")
 
 
@@ -96,10 +96,11 @@ def parse_output(output: str, chunks: list[dict]) -> tuple[list[dict], str]:
 def answer_format(n_sentences: int, max_new_tokens: int) -> Format:
     """The cited answer: one or more ``<statement>S<cite>[s-e]…</cite></statement>`` blocks (up to 3
     spans of the ``n_sentences`` numbered sentences each, ``s ≤ e``; an empty cite is allowed), separated
-    by at most two whitespace characters. A statement's text has no ``<`` and takes at most
-    ``STATEMENT_CHARS`` tokens (``bounded_text``), fewer when ``max_new_tokens`` is small, so that the
-    first statement is closed (and its citations written) within the answer budget."""
-    text_chars = max(16, min(STATEMENT_CHARS, max_new_tokens - TAG_ALLOWANCE))
+    by at most two whitespace characters. A statement's text has no ``<`` and is at most ``STATEMENT_CHARS``
+    characters (``bounded_text``), fewer when ``max_new_tokens`` is small: 3 characters per token of the
+    budget left after the tags (English text averages about 4), so the first statement normally closes,
+    with its citations, within the budget. (A statement cut off by the budget still parses.)"""
+    text_chars = max(16, min(STATEMENT_CHARS, 3 * (max_new_tokens - TAG_ALLOWANCE)))
     span = r"\[" + spans(n_sentences) + r"\]"
     statement = (r"<statement>[^<\s]" + bounded_text(text_chars - 1, "<") + "<cite>(" + span + "){0,"
                  + str(MAX_SPANS) + r"}</cite></statement>")

@@ -141,12 +141,12 @@ def test_decoder_answer_format():
     fmt = answer_format(3, max_new_tokens=160)
     chunks = [{"start_idx": 5 * i, "end_idx": 5 * i + 5, "content": f"s{i}. "} for i in range(3)]
     text = "<statement>Loops repeat.<cite>[0-1][2-2]</cite></statement>\n<statement>That is all.<cite></cite></statement>"
-    assert matches(fmt, text)
+    assert matches(fmt, text) and matches(fmt, "<statement>" + "x" * 288 + "<cite></cite></statement>")
     statements, _ = parse_output(text, chunks)
     assert [(s["statement"], [(c["start_sentence_idx"], c["end_sentence_idx"]) for c in s["citation"]])
             for s in statements] == [("Loops repeat.", [(0, 2)]), ("That is all.", [])]
     for bad in (text.replace("[2-2]", "[3-3]"), text.replace("[0-1]", "[1-0]"), "Loops repeat.",
-                "<statement>" + "x" * 97 + "<cite></cite></statement>"):  # statement text capped at 96
+                "<statement>" + "x" * 289 + "<cite></cite></statement>"):  # text capped at 3 * (160 - 64)
         assert not matches(fmt, bad)
 
 
