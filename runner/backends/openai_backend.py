@@ -10,7 +10,7 @@ ones. An item that still fails comes back with ``ChatResult.error``; the batch n
 A ``sampling.format`` is sent as the request fields of ``format_fields.request_fields``
 (``response_format`` for JSON schemas, vLLM's ``structured_outputs`` for regexes and grammars), when the
 endpoint declares that kind in its ``structured_outputs`` setting; any other format is a ``ValueError``
-from ``chat`` before anything is sent.
+while the request body is built, so it is never sent.
 
 Settings (endpoint, limits, prices, retries) are ``options.OpenAISettings``, from the zoo entry's ``api``
 block, its ``serving`` values and the recipe's options (``options.settings_for``).
@@ -155,8 +155,6 @@ class OpenAILLM(LLM):
              on_result: Callable[[int, ChatResult], None] | None = None) -> list[ChatResult]:
         if not conversations:
             return []
-        if sampling.format is not None:
-            self.check_format(sampling.format)  # a format this endpoint cannot enforce is never sent
         # the callback is taken now, in the caller's thread: concurrent callers each keep their own
         report = on_result if on_result is not None else self.on_result
         return self._run(self._chat_all(conversations, sampling, report))
