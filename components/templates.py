@@ -4,21 +4,32 @@
   item lookups into nested values (``{meta[lang]}``, ``{messages[0]}``).
 * ``{{`` and ``}}`` are literal braces — escape them when a prompt shows JSON.
 * Positional placeholders (``{}``, ``{0}``) are rejected: every placeholder names a record field.
+* A value is never sent as ``None`` or a Python repr: a missing or null field is a ``TemplateError``
+  naming it, and a list or dict goes in only where the template asks for JSON with ``!j``
+  (``{messages!j}``).
 
 A placeholder the record cannot fill raises ``TemplateError`` naming the field and what the record has.
 
 >>> render("Q: {query}\\nA:", {"query": "Why?"})
 'Q: Why?\\nA:'
+>>> render("tags: {tags!j}", {"tags": ["a", "é"]})
+'tags: ["a", "é"]'
+>>> render("{tags}", {"tags": ["a"]})
+Traceback (most recent call last):
+...
+components.templates.TemplateError: field 'tags' is a list; write {tags!j} to insert it as JSON
 >>> template_fields("{a} and {b[0]} and {{literal}}")
 ['a', 'b']
 """
 
 from __future__ import annotations
 
+import json
 import string
 from typing import Any
 
 _FORMATTER = string.Formatter()
+_CONVERSIONS = (None, "j", "r", "s")
 
 
 class TemplateError(ValueError):
@@ -44,9 +55,11 @@ def template_fields(template: str) -> list[str]:
         parsed = list(_FORMATTER.parse(template))
     except ValueError as e:
         raise TemplateError(f"bad template: {e} (write {{{{ and }}}} for literal braces)") from None
-    for _, field_name, spec, _ in parsed:
+    for _, field_name, spec, conversion in parsed:
         if field_name is None:
             continue
+        if conversion not in _CONVERSIONS:
+            raise TemplateError(f"bad template: {{{field_name}!{conversion}}}: use !j (JSON), !r or !s")
         root = _root(field_name)
         if not root or root.isdigit():
             raise TemplateError(
@@ -69,15 +82,34 @@ def check_template(text: str | None) -> str | None:
 
 
 def render(template: str, record: dict[str, Any]) -> str:
-    """Fill ``template`` from ``record``; ``TemplateError`` names a missing field."""
+    """Fill ``template`` from ``record``; ``TemplateError`` names a missing, null or non-text field."""
     for name in template_fields(template):
         if name not in record:
             have = ", ".join(sorted(record)) or "none"
             raise TemplateError(f"template needs field {name!r}, missing from the record (fields: {have})")
-    try:
-        return _FORMATTER.vformat(template, (), record)
-    except (KeyError, IndexError, AttributeError, TypeError, ValueError) as e:
-        raise TemplateError(f"cannot fill template from the record: {type(e).__name__}: {e}") from None
+    out = []
+    for literal, field_name, spec, conversion in _FORMATTER.parse(template):
+        out.append(literal)
+        if field_name is None:
+            continue
+        try:
+            value, _ = _FORMATTER.get_field(field_name, (), record)
+        except (KeyError, IndexError, AttributeError, TypeError, ValueError) as e:
+            raise TemplateError(f"cannot fill {{{field_name}}} from the record: {type(e).__name__}: {e}") from None
+        if value is None:
+            raise TemplateError(f"field {field_name!r} is null in this record")
+        if conversion == "j":
+            value, conversion = json.dumps(value, ensure_ascii=False), None
+        elif isinstance(value, list | dict):
+            kind = "list" if isinstance(value, list) else "dict"
+            raise TemplateError(f"field {field_name!r} is a {kind}; write {{{field_name}!j}} to insert it as JSON")
+        try:
+            text = _FORMATTER.format_field(_FORMATTER.convert_field(value, conversion),
+                                           render(spec, record) if spec else "")
+        except (TypeError, ValueError) as e:
+            raise TemplateError(f"cannot format {{{field_name}}}: {e}") from None
+        out.append(text)
+    return "".join(out)
 
 
 def conversations_for(batch: list[dict], make: Any) -> tuple[dict[int, list[dict[str, str]]], list[Any]]:
