@@ -20,7 +20,7 @@ from runner.overrides import deep_merge, parse_override
 from runner.phases.fields import check_templates, record_fields
 from runner.phases.graph import check_publish, order_stages, wire_inputs
 from runner.phases.models import Binding, bind_models, check_roles, open_zoo
-from runner.phases.options import check_options
+from runner.phases.options import check_formats, check_options
 from runner.phases.read import base_dir_of, read_recipe_data
 from runner.phases.schema import check_schema
 from runner.phases.secrets import check_secrets
@@ -78,6 +78,7 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: list[st
     problems += found
     for name, ups in model_deps.items():
         deps[name] += ups
+    problems += check_formats(comps, bindings, zoo)
 
     order, cycles = order_stages(deps, names)
     problems += cycles
