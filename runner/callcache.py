@@ -126,6 +126,10 @@ class CachedLLM(LLM):
                 self.log.append({"key": keys[i], "result": self._done[keys[i]]})
         return [r for r in out if r is not None]
 
+    @property
+    def supports_n(self) -> bool:  # type: ignore[override]
+        return self.inner.supports_n
+
     def score(self, texts, *, attentions=False, prompt_lengths=None):
         return self.inner.score(texts, attentions=attentions, prompt_lengths=prompt_lengths)
 

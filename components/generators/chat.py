@@ -58,8 +58,10 @@ class ChatGenerate(MapComponent):
     it is sent as is, after dropping a trailing assistant turn (so SFT records can be re-answered), with
     ``system`` put first unless the conversation already starts with a system message.
 
-    With ``n > 1`` each record gives ``n`` records, ids ``{id}-{k}`` and ``sample: k`` (k = 0..n-1); a given
-    ``seed`` becomes ``seed + k`` for sample k. ``parse`` is a regex: its first group (stripped) is stored
+    With ``n > 1`` each record gives ``n`` records, ids ``{id}-{k}`` and ``sample: k`` (k = 0..n-1). A backend
+    that supports ``Sampling.n`` (transformers, vLLM, OpenAI-compatible APIs) samples them in one request
+    per record, with ``seed`` as given; any other model is asked once per sample, sample k with seed
+    ``seed + k``. ``parse`` is a regex: its first group (stripped) is stored
     instead of the whole reply; a reply it does not match makes the record fail with the raw text, and the
     runner may retry it.
     """
@@ -162,31 +164,47 @@ class ChatGenerate(MapComponent):
         p = self.params
         convs, out = conversations_for(batch, self._conversation)
         todo = list(convs)
-        samples: dict[int, list[dict]] = {i: [] for i in todo}
-        llm = ctx.model("llm")
-        for k in range(p.n):
-            todo = [i for i in todo if out[i] is None]
-            if not todo:
-                break
-            results = llm.chat([convs[i] for i in todo], p.sampling(seed_offset=k))
-            for i, res in zip(todo, results):
-                tag = f" (sample {k})" if p.n > 1 else ""
-                if res.error:
-                    out[i] = Failed(error=f"model call failed{tag}: {res.error}")
-                    continue
-                value = self._extract(res.text)
+        answers = self._replies(ctx.model("llm"), [convs[i] for i in todo]) if todo else []
+        for i, (texts, error) in zip(todo, answers):
+            tag = (lambda k: f" (sample {k})") if p.n > 1 else (lambda k: "")
+            if error is not None:
+                out[i] = Failed(error=f"model call failed{tag(len(texts))}: {error}")
+                continue
+            samples: list[dict] = []
+            for k, text in enumerate(texts):
+                value = self._extract(text)
                 if value is None:
-                    out[i] = Failed(error=f"reply does not match parse regex {p.parse!r}{tag}", raw=res.text)
-                    continue
+                    out[i] = Failed(error=f"reply does not match parse regex {p.parse!r}{tag(k)}", raw=text)
+                    break
                 rec = {**batch[i], p.output_field: value}
                 if p.raw_field:
-                    rec[p.raw_field] = res.text
+                    rec[p.raw_field] = text
                 if p.n > 1:
                     rec["id"] = f"{record_key(batch[i])}-{k}"
                     rec["sample"] = k
-                samples[i].append(rec)
-        for i, recs in samples.items():
+                samples.append(rec)
             if out[i] is None:
-                out[i] = recs if p.n > 1 else recs[0]
+                out[i] = samples if p.n > 1 else samples[0]
         assert all(o is not None for o in out)
         return out  # type: ignore[return-value]
+
+    def _replies(self, llm: Any, conversations: list[list[dict]]) -> list[tuple[list[str], str | None]]:
+        """Per conversation, ``(reply texts, error)``: ``n`` texts and None, or the texts before the call
+        that failed and its error. A backend that supports ``Sampling.n`` is asked once, with the seed as
+        given; any other is asked ``n`` times, sample k with seed ``seed + k``."""
+        p = self.params
+        if p.n > 1 and getattr(llm, "supports_n", False):
+            results = llm.chat(conversations, p.sampling().model_copy(update={"n": p.n}))
+            return [([], r.error) if r.error else (r.replies(), None) for r in results]
+        texts: list[list[str]] = [[] for _ in conversations]
+        errors: list[str | None] = [None] * len(conversations)
+        for k in range(p.n):
+            pending = [j for j in range(len(conversations)) if errors[j] is None]
+            if not pending:
+                break
+            for j, res in zip(pending, llm.chat([conversations[j] for j in pending], p.sampling(seed_offset=k))):
+                if res.error:
+                    errors[j] = res.error
+                else:
+                    texts[j].append(res.text)
+        return list(zip(texts, errors))

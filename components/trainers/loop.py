@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from components.trainers.batching import collate, step_rows
 from components.trainers.checkpoints import CHECKPOINTS, resume, save_checkpoint, save_only_trainable
-from components.trainers.model_out import save_model
+from components.trainers.model_out import save_model, training_summary
 from components.trainers.plan import make_plan
 from components.trainers.step_log import StepLog
 
@@ -146,7 +146,8 @@ def train(
             )
         advance(1, total)
 
-    save_model(accelerator, model, tokenizer, model_dir, base, p, merge_at_end, history, stage)
+    save_model(accelerator, model, tokenizer, model_dir, base, lora=p.lora is not None, merge=merge_at_end,
+               summary=training_summary(p, history, stage))
     step_log.finish(accelerator)
     return TrainResult(history=history, stats=plan.stats)
 
@@ -207,6 +208,7 @@ def load_train_tokenizer(base: ResolvedModel, p: SFTParams) -> Any:
 
 def load_model(base: ResolvedModel, p: SFTParams, attn_implementation: str) -> tuple[Any, bool]:
     """The model to train (a LoRA-wrapped one when ``p.lora``) and whether the result must be merged.
+    ``p``: any params with ``lora``, ``dtype`` and ``gradient_checkpointing`` (``train.dpo`` uses it too).
 
     A base that is itself a trained adapter is merged into its own base first (see
     ``registry.model_folder.load_weights``); a new adapter on top of it is merged again at the end (saved
@@ -228,17 +230,18 @@ def load_model(base: ResolvedModel, p: SFTParams, attn_implementation: str) -> t
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     if p.lora is not None:
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        cfg = LoraConfig(
-            r=p.lora.r,
-            lora_alpha=p.lora.alpha,
-            lora_dropout=p.lora.dropout,
-            target_modules=p.lora.target_modules,
-            task_type="CAUSAL_LM",
-        )
-        model = get_peft_model(model, cfg)
+        model = get_peft_model(model, lora_config(p.lora))
     return model, merge_at_end
+
+
+def lora_config(lora: Any) -> Any:
+    """peft's ``LoraConfig`` for our ``LoraParams``."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=lora.target_modules, task_type="CAUSAL_LM")
 
 
 def attention_mode(p: SFTParams) -> tuple[str, str]:

@@ -22,20 +22,21 @@ def save_model(
     tokenizer: Any,
     model_dir: Path,
     base: ResolvedModel,
-    p: SFTParams,
+    *,
+    lora: bool,
     merge: bool,
-    history: list[dict],
-    stage: str,
+    summary: TrainingSummary,
 ) -> None:
-    """Write the adapter (or full weights), tokenizer and metadata to ``model_dir``. Every rank calls it
-    (gathering the weights is a collective call under FSDP / DeepSpeed); the main process writes."""
+    """Write the adapter (or full weights), tokenizer and metadata to ``model_dir``. ``lora``: the model is
+    a peft model; ``merge``: merge its adapter and save full weights. Every rank calls it (gathering the
+    weights is a collective call under FSDP / DeepSpeed); the main process writes."""
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(model)
     if not accelerator.is_main_process:
         accelerator.wait_for_everyone()
         return
     model = accelerator.unwrap_model(model)
-    adapter = p.lora is not None and not merge
+    adapter = lora and not merge
     if merge:
         model, state_dict = model.merge_and_unload(), None
     base_info = read_trained(base.path) if base.path else None  # a base trained by an earlier stage
@@ -46,7 +47,7 @@ def save_model(
         base_license=base.license or (base_info.base_license if base_info else None),
         base_path=base.path,
         adapter=adapter,
-        training=training_summary(p, history, stage),
+        training=summary,
     )
     save_model_folder(model_dir, model, tokenizer, info, state_dict=state_dict)
     accelerator.wait_for_everyone()

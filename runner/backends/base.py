@@ -4,6 +4,13 @@
 and returns one ``ChatResult`` per conversation, in order. A conversation that failed after the backend's
 own retries comes back with ``error`` set instead of raising, so one bad item never sinks a batch.
 ``score`` returns per-token log-probabilities of given texts (optionally attentions, local backends only).
+
+``Sampling.n`` asks for several replies per conversation. A backend that sets ``supports_n`` answers them in
+one request (vLLM and OpenAI-style ``n``, transformers ``num_return_sequences``): the conversation's
+``ChatResult`` then holds every reply in ``choices`` (``text``, ``finish_reason`` and ``logprobs`` repeat the
+first one; ``usage`` counts the prompt once and the tokens of all replies). A backend without
+``supports_n`` answers one reply per conversation whatever ``n`` says; callers that need ``n`` replies ask
+such a backend ``n`` times.
 """
 
 from __future__ import annotations
@@ -113,6 +120,7 @@ class Sampling(BaseModel):
     stop: list[str] = Field(default_factory=list, description="stop strings (not included in the text)")
     seed: int | None = Field(None, description="per-request seed where the backend supports one")
     logprobs: int | None = Field(None, ge=0, description="return this many top logprobs per generated token")
+    n: int = Field(1, ge=1, description="replies per conversation (see ``ChatResult.choices``)")
     format: Format | None = Field(None, description="the output format enforced while decoding (None: free)")
 
     @model_serializer(mode="wrap")
@@ -122,6 +130,8 @@ class Sampling(BaseModel):
         data = handler(self)
         if isinstance(data, dict) and data.get("format") is None:
             data.pop("format", None)
+        if isinstance(data, dict) and data.get("n") == 1:  # likewise for one reply per conversation
+            data.pop("n", None)
         return data
 
 
@@ -142,6 +152,14 @@ class TokenLogprob(BaseModel):
     top: dict[str, float] = Field(default_factory=dict)
 
 
+class Choice(BaseModel):
+    """One of the replies to a conversation asked with ``Sampling.n > 1``."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    logprobs: list[TokenLogprob] | None = None
+
+
 class ChatResult(BaseModel):
     text: str = ""
     usage: Usage = Field(default_factory=Usage)
@@ -149,6 +167,19 @@ class ChatResult(BaseModel):
     logprobs: list[TokenLogprob] | None = None
     error: str | None = None  # set when this item failed after retries; text is then ""
     cached: bool = False  # served from the stage's call cache (not paid again)
+    # with Sampling.n > 1 on a backend that supports it: every reply, in order (None otherwise)
+    choices: list[Choice] | None = None
+
+    def replies(self) -> list[str]:
+        """The text of every reply: the choices' texts, or ``[text]`` for a single reply."""
+        return [c.text for c in self.choices] if self.choices is not None else [self.text]
+
+    @classmethod
+    def of_choices(cls, choices: list[Choice], usage: Usage) -> ChatResult:
+        """A result holding ``choices`` (the first one also as ``text``/``finish_reason``/``logprobs``)."""
+        first = choices[0]
+        return cls(text=first.text, finish_reason=first.finish_reason, logprobs=first.logprobs, usage=usage,
+                   choices=list(choices))
 
 
 class ScoreResult(BaseModel):
@@ -165,6 +196,8 @@ class LLM(ABC):
 
     name: str  # zoo name (or a description for inline models)
     backend: str
+    # whether ``chat`` answers ``Sampling.n`` replies per conversation in one request (``ChatResult.choices``)
+    supports_n: bool = False
     # set by the runner: called as each item of a chat batch completes, so finished calls are journaled
     # even if the process dies before the batch returns
     on_result: Callable[[int, ChatResult], None] | None = None

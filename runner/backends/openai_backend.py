@@ -43,7 +43,16 @@ from typing import Any
 from urllib.parse import urlparse
 
 from registry.resolved import ResolvedModel
-from runner.backends.base import LLM, BudgetExceeded, ChatResult, Format, Sampling, TokenLogprob, Usage
+from runner.backends.base import (
+    LLM,
+    BudgetExceeded,
+    ChatResult,
+    Choice,
+    Format,
+    Sampling,
+    TokenLogprob,
+    Usage,
+)
 from runner.backends.format_fields import request_fields
 from runner.backends.handoff import Handoff
 from runner.backends.jsonhttp import JsonClient, Response, TransportError
@@ -78,6 +87,7 @@ class OpenAILLM(LLM):
     """A chat model behind an OpenAI-compatible HTTP API."""
 
     backend = "openai"
+    supports_n = True  # the request's `n`; an endpoint that answers fewer choices gives an item error
 
     def __init__(self, model: ResolvedModel, settings: OpenAISettings, *, tokenizer_path: Path | None = None) -> None:
         self.name = model.name
@@ -240,6 +250,8 @@ class OpenAILLM(LLM):
             "top_p": sampling.top_p,
             self.settings.max_tokens_field: sampling.max_new_tokens,
         }
+        if sampling.n > 1:
+            req["n"] = sampling.n
         if sampling.stop:
             req["stop"] = list(sampling.stop)
         if sampling.seed is not None:
@@ -269,7 +281,7 @@ class OpenAILLM(LLM):
                 response = await client.post("/chat/completions", request)
                 if not 200 <= response.status < 300:
                     raise _StatusError(response)
-                result = self._parse(response.json(), conversation)
+                result = self._parse(response.json(), conversation, sampling.n)
                 if self._tpm is not None:
                     used = result.usage.prompt_tokens + result.usage.completion_tokens
                     self._tpm.adjust(used - estimate)
@@ -310,32 +322,41 @@ class OpenAILLM(LLM):
     def _prompt_tokens(self, conversation: list[dict]) -> int:
         return self.count_tokens(" ".join(str(m.get("content", "")) for m in conversation))
 
-    def _parse(self, response: Any, conversation: list[dict]) -> ChatResult:
-        """A ChatResult from a chat.completion JSON object; anything else is malformed."""
+    def _parse(self, response: Any, conversation: list[dict], n: int = 1) -> ChatResult:
+        """A ChatResult from a chat.completion JSON object (its first ``n`` choices, in ``choices`` when
+        ``n > 1``); anything else is malformed, and so is a reply with fewer choices than asked for."""
         try:
-            choice = response["choices"][0]
-            content = choice["message"].get("content")
-            finish = choice.get("finish_reason")
+            raw_choices = sorted(response["choices"], key=lambda c: c.get("index", 0))
+            choices = [_choice(c) for c in raw_choices[:n]]
         except (AttributeError, IndexError, KeyError, TypeError) as exc:
             raise _Malformed(f"no chat completion in the response ({type(response).__name__})") from exc
-        if content is None:
-            if finish == "content_filter":
-                raise _ContentFiltered()
-            content = ""
-        if not isinstance(content, str):
-            raise _Malformed(f"message content is a {type(content).__name__}, not text")
+        if len(choices) < n or not choices:
+            raise _Malformed(f"asked for {n} choices, the response has {len(choices)}")
         usage = response.get("usage") or {}
         prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
         if not isinstance(prompt_tokens, int) or not isinstance(completion_tokens, int):
             # Some servers omit usage; count with the tokenizer (or the estimate) instead.
-            prompt_tokens, completion_tokens = self._prompt_tokens(conversation), self.count_tokens(content)
+            prompt_tokens = self._prompt_tokens(conversation)
+            completion_tokens = sum(self.count_tokens(c.text) for c in choices)
         cost = (prompt_tokens * self.settings.input_per_mtok + completion_tokens * self.settings.output_per_mtok) / 1e6
-        return ChatResult(
-            text=content,
-            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost),
-            finish_reason=finish,
-            logprobs=_logprobs(choice.get("logprobs")),
-        )
+        used = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost)
+        if n > 1:
+            return ChatResult.of_choices(choices, used)
+        first = choices[0]
+        return ChatResult(text=first.text, usage=used, finish_reason=first.finish_reason, logprobs=first.logprobs)
+
+
+def _choice(choice: Any) -> Choice:
+    """One choice of a chat.completion (``KeyError``/``TypeError`` when it is not one)."""
+    content = choice["message"].get("content")
+    finish = choice.get("finish_reason")
+    if content is None:
+        if finish == "content_filter":
+            raise _ContentFiltered()
+        content = ""
+    if not isinstance(content, str):
+        raise _Malformed(f"message content is a {type(content).__name__}, not text")
+    return Choice(text=content, finish_reason=finish, logprobs=_logprobs(choice.get("logprobs")))
 
 
 def _retry_after(headers: Any) -> float | None:

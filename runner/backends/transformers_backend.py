@@ -2,7 +2,9 @@
 
 Prompts are the conversation rendered with the zoo entry's chat template when it sets one, else the
 tokenizer's own. ``temperature == 0`` decodes greedily; otherwise it samples with ``top_p`` (no top-k).
-Stop strings end a sequence as soon as they appear and are cut from the text. Usage counts are the real
+Stop strings end a sequence as soon as they appear and are cut from the text. ``Sampling.n > 1`` samples
+the replies of a prompt in one ``generate`` call (``num_return_sequences``); a greedy request decodes once
+and repeats the reply, since every greedy reply is the same. Usage counts are the real
 token counts: prompt tokens, and generated tokens up to and including the one that ended the sequence
 (an end-of-sequence token or the last token of a stop string); ``logprobs`` cover those same tokens and
 come from the model's raw distribution (before temperature / top-p).
@@ -24,7 +26,7 @@ from typing import Any
 
 from registry.model_folder import load_causal_lm, load_config, load_tokenizer
 from registry.resolved import ResolvedModel
-from runner.backends.base import LLM, ChatResult, Format, Sampling, ScoreResult, TokenLogprob, Usage
+from runner.backends.base import LLM, ChatResult, Choice, Format, Sampling, ScoreResult, TokenLogprob, Usage
 from runner.backends.hf_loading import chat_prompt_ids
 
 
@@ -37,6 +39,7 @@ class TransformersLLM(LLM):
     """
 
     backend = "transformers"
+    supports_n = True
 
     def __init__(
         self,
@@ -143,8 +146,10 @@ class TransformersLLM(LLM):
                 todo.append(i)
         # Longest first, so each batch holds similar lengths and little padding.
         todo.sort(key=lambda i: -len(prompts[i]))
-        for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start:start + self.batch_size]
+        # n sampled replies per prompt are n rows of the batch: fewer prompts per batch keep its size
+        per_batch = max(1, self.batch_size // generation_kwargs(sampling)["num_return_sequences"])
+        for start in range(0, len(todo), per_batch):
+            chunk = todo[start:start + per_batch]
             try:
                 outs = self._generate([prompts[i] for i in chunk], sampling)
             except Exception as exc:  # noqa: BLE001 - one failing batch must not sink the others
@@ -178,22 +183,20 @@ class TransformersLLM(LLM):
             attention_mask = padded["attention_mask"].to(lm.device)
             prompt_len = input_ids.shape[1]
             eos = self._eos_ids()
-            tracker = _FinishTracker(tok, prompt_len, sampling.stop, eos, len(batch))
-            kwargs: dict[str, Any] = {
-                "max_new_tokens": sampling.max_new_tokens,
-                "do_sample": sampling.temperature > 0,
-                "pad_token_id": tok.pad_token_id,
-                "eos_token_id": sorted(eos) or None,
-                "stopping_criteria": StoppingCriteriaList([tracker]),
-                "return_dict_in_generate": True,
-                "output_logits": sampling.logprobs is not None,
-                "repetition_penalty": 1.0,
-            }
-            if sampling.temperature > 0:
-                kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+            kwargs = generation_kwargs(sampling)
+            per_prompt = kwargs["num_return_sequences"]
+            tracker = _FinishTracker(tok, prompt_len, sampling.stop, eos, len(batch) * per_prompt)
+            kwargs.update(
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=sorted(eos) or None,
+                stopping_criteria=StoppingCriteriaList([tracker]),
+                return_dict_in_generate=True,
+                output_logits=sampling.logprobs is not None,
+            )
             if sampling.format is not None:
                 # applied before temperature / top-p (transformers runs given processors first)
-                constrain = self.guide().processor(sampling.format, len(batch), prompt_len, tracker.finished_at)
+                constrain = self.guide().processor(sampling.format, len(batch) * per_prompt, prompt_len,
+                                                   tracker.finished_at)
                 kwargs["logits_processor"] = LogitsProcessorList([constrain])
             with self._seeded(sampling), torch.no_grad():
                 out = lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
@@ -201,17 +204,26 @@ class TransformersLLM(LLM):
             logits = out.logits if sampling.logprobs is not None else None
 
         results = []
-        for row, (prompt, gen) in enumerate(zip(batch, generated)):
-            finished = tracker.finished_at[row]
-            kept = gen[:finished] if finished is not None else gen
-            text = _cut_at_stop(tok.decode(kept, skip_special_tokens=True), sampling.stop)
-            results.append(ChatResult(
-                text=text,
-                usage=Usage(prompt_tokens=len(prompt), completion_tokens=len(kept)),
-                finish_reason="stop" if finished is not None else "length",
-                logprobs=_token_logprobs(tok, logits, row, kept, sampling.logprobs)
-                if logits is not None else None,
-            ))
+        for b, prompt in enumerate(batch):
+            # generate puts the replies of one prompt next to each other
+            choices, used = [], 0
+            for row in range(b * per_prompt, (b + 1) * per_prompt):
+                finished = tracker.finished_at[row]
+                kept = generated[row][:finished] if finished is not None else generated[row]
+                used += len(kept)
+                choices.append(Choice(
+                    text=_cut_at_stop(tok.decode(kept, skip_special_tokens=True), sampling.stop),
+                    finish_reason="stop" if finished is not None else "length",
+                    logprobs=_token_logprobs(tok, logits, row, kept, sampling.logprobs)
+                    if logits is not None else None,
+                ))
+            usage = Usage(prompt_tokens=len(prompt), completion_tokens=used)
+            if sampling.n == 1:
+                results.append(ChatResult(text=choices[0].text, finish_reason=choices[0].finish_reason,
+                                          logprobs=choices[0].logprobs, usage=usage))
+            else:  # a greedy request decoded once: every reply is that one
+                usage.completion_tokens *= sampling.n // per_prompt
+                results.append(ChatResult.of_choices(choices * (sampling.n // per_prompt), usage))
         return results
 
     def _seeded(self, sampling: Sampling) -> Any:
@@ -311,6 +323,24 @@ class TransformersLLM(LLM):
                 if previous != "eager":
                     lm.set_attn_implementation(previous)
             return _gather_logprobs(logits[0], row), torch.stack(kept)
+
+
+def generation_kwargs(sampling: Sampling) -> dict[str, Any]:
+    """The decoding arguments of ``generate`` for our sampling settings (stopping and padding aside).
+
+    ``temperature == 0`` decodes greedily, once per prompt even when ``n > 1`` (the replies would all be
+    the same); sampling uses ``temperature`` and ``top_p`` with no top-k, and ``n`` replies per prompt.
+    """
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": sampling.max_new_tokens,
+        "do_sample": sampling.temperature > 0,
+        "repetition_penalty": 1.0,
+        "num_return_sequences": 1,
+    }
+    if sampling.temperature > 0:
+        kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0,
+                      num_return_sequences=sampling.n)
+    return kwargs
 
 
 class _FinishTracker:

@@ -23,7 +23,7 @@ from typing import Any
 
 from registry.model_folder import load_config, load_tokenizer, model_folder
 from registry.resolved import ResolvedModel
-from runner.backends.base import LLM, ChatResult, Format, Sampling, ScoreResult, TokenLogprob, Usage
+from runner.backends.base import LLM, ChatResult, Choice, Format, Sampling, ScoreResult, TokenLogprob, Usage
 from runner.backends.hf_loading import chat_prompt_ids, trained_info
 from runner.backends.options import VLLMOptions
 
@@ -35,7 +35,7 @@ def sampling_kwargs(sampling: Sampling) -> dict[str, Any]:
     """Keyword arguments of ``vllm.SamplingParams`` for our sampling settings."""
     greedy = sampling.temperature == 0
     kwargs: dict[str, Any] = {
-        "n": 1,
+        "n": sampling.n,
         "temperature": 0.0 if greedy else sampling.temperature,
         "top_p": 1.0 if greedy else sampling.top_p,
         "max_tokens": sampling.max_new_tokens,
@@ -122,21 +122,27 @@ def _token_logprob(token_id: int, entries: dict[int, Any], top: int, decode: Cal
     return TokenLogprob(token=text(token_id, chosen), logprob=chosen.logprob, top=best)
 
 
-def chat_result(output: Any, sampling: Sampling, decode: Callable[[int], str]) -> ChatResult:
-    """A ChatResult from a vLLM ``RequestOutput``."""
-    completion = output.outputs[0]
+def _choice(completion: Any, sampling: Sampling, decode: Callable[[int], str]) -> Choice:
     logprobs = None
     if sampling.logprobs is not None and completion.logprobs is not None:
         logprobs = [
             _token_logprob(tid, _entries(pos), sampling.logprobs, decode)
             for tid, pos in zip(completion.token_ids, completion.logprobs)
         ]
-    return ChatResult(
-        text=completion.text,
-        usage=Usage(prompt_tokens=len(output.prompt_token_ids), completion_tokens=len(completion.token_ids)),
-        finish_reason=completion.finish_reason,
-        logprobs=logprobs,
-    )
+    return Choice(text=completion.text, finish_reason=completion.finish_reason, logprobs=logprobs)
+
+
+def chat_result(output: Any, sampling: Sampling, decode: Callable[[int], str]) -> ChatResult:
+    """A ChatResult from a vLLM ``RequestOutput``: its first completion, or all of them (``choices``) when
+    ``sampling.n > 1``."""
+    completions = list(output.outputs)[: sampling.n]
+    usage = Usage(prompt_tokens=len(output.prompt_token_ids),
+                  completion_tokens=sum(len(c.token_ids) for c in completions))
+    choices = [_choice(c, sampling, decode) for c in completions]
+    if sampling.n > 1:
+        return ChatResult.of_choices(choices, usage)
+    first = choices[0]
+    return ChatResult(text=first.text, usage=usage, finish_reason=first.finish_reason, logprobs=first.logprobs)
 
 
 def score_result(output: Any, convert: Callable[[list[int]], list[str]]) -> ScoreResult:
@@ -176,6 +182,7 @@ class VLLMLLM(LLM):
     """A local model run by an in-process vLLM engine (started on first use)."""
 
     backend = "vllm"
+    supports_n = True
 
     def __init__(self, model: ResolvedModel, options: dict[str, Any] | None = None) -> None:
         self.name = model.name

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from components.base import Failed
 from components.generators.chat import ChatGenerate
 from components.templates import TemplateError, render, template_fields
-from runner.backends.base import ChatResult, Sampling
+from runner.backends.base import ChatResult, Choice, Sampling, Usage
 from tests.fakes import FakeCtx, ScriptedLLM
 
 
@@ -130,3 +130,39 @@ def test_templates_fill_fields_with_format_semantics():
         render("{z}", {"a": 1})
     with pytest.raises(TemplateError, match="cannot fill"):
         render("{b[missing]}", {"b": {}})
+
+
+class SamplingLLM(ScriptedLLM):
+    """A model that answers ``Sampling.n`` replies per conversation in one request."""
+
+    supports_n = True
+
+    def chat(self, conversations, sampling):
+        self.calls.extend((c, sampling) for c in conversations)
+        return [ChatResult.of_choices([Choice(text=f"{c[-1]['content']} #{k}") for k in range(sampling.n)],
+                                      Usage()) for c in conversations]
+
+
+def test_n_samples_come_from_one_request_where_the_backend_supports_n(tmp_path):
+    comp = ChatGenerate(ChatGenerate.Params(template="{q}", n=3, seed=7, temperature=1.0))
+    llm = SamplingLLM(lambda conv: "")
+    (group,) = comp.process([{"id": "a", "q": "x"}], FakeCtx(comp.params, models={None: llm}, tmp=tmp_path))
+    assert [(r["id"], r["sample"], r["response"]) for r in group] == [
+        ("a-0", 0, "x #0"), ("a-1", 1, "x #1"), ("a-2", 2, "x #2")]
+    (sampling,) = [s for _, s in llm.calls]
+    assert (sampling.n, sampling.seed) == (3, 7)
+
+
+def test_a_failed_sample_fails_the_record_with_its_index(tmp_path):
+    state = {"calls": 0}
+
+    def reply(conv):
+        state["calls"] += 1
+        return "ok"
+
+    comp, llm, ctx = make(tmp_path, reply, template="{q}", n=3, temperature=1.0)
+    real = llm.chat
+    llm.chat = lambda convs, s: ([ChatResult(error="boom")] * len(convs) if s.seed is None and state["calls"] >= 1
+                                 else real(convs, s))
+    (out,) = comp.process([{"id": "a", "q": "x"}], ctx)
+    assert isinstance(out, Failed) and out.error == "model call failed (sample 1): boom"

@@ -45,7 +45,7 @@ def _manifest(d: Path) -> dict:
     return json.loads((d / "manifest.json").read_text())
 
 
-@pytest.mark.parametrize("name", ["quickstart", "longcite", "longalign"])
+@pytest.mark.parametrize("name", ["quickstart", "longcite", "longalign", "longreward"])
 def test_recipe_runs_with_tiny_model_and_reruns_from_cache(name, tmp_path):
     loaded, root, dirs = _run(name, tmp_path)
     for stage in loaded.order:
@@ -74,6 +74,16 @@ def test_recipe_runs_with_tiny_model_and_reruns_from_cache(name, tmp_path):
         assert isinstance(answer["response"], str)
         assert "needle_heatmap.png" in report
         assert (dirs["needle_scores"] / "needle_heatmap.png").exists()
+    if name == "longreward":
+        assert (dirs["dpo"] / "model" / "recipe_model.json").exists()
+        for r in read_jsonl(dirs["samples"] / "records.jsonl"):
+            assert r["id"] == f"{r['id'].rsplit('-', 1)[0]}-{r['sample']}"
+        for r in read_jsonl(dirs["scores"] / "records.jsonl"):
+            assert r["scores"]["total"] == pytest.approx(sum(r["scores"][d] for d in (
+                "helpfulness", "logicality", "faithfulness", "completeness")))
+        for r in read_jsonl(dirs["pairs"] / "records.jsonl"):
+            assert r["chosen_total"] >= r["rejected_total"] and r["prompt"][-1]["role"] == "user"
+        assert "| dimension | before | after | change |" in report and "Win rate of after over before" in report
     if name == "longcite":
         assert (dirs["sft"] / "model" / "recipe_model.json").exists()
         for r in read_jsonl(dirs["filtered"] / "records.jsonl"):
