@@ -157,6 +157,7 @@ class CAMScore(MapComponent):
         return out
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
+        self._cache.clear()  # every record is done: the weights are not needed any more
         if not records:
             return {"n": 0}
         cas = [r["cas"] for r in records]

@@ -111,6 +111,7 @@ class HMGScore(MapComponent):
         return perplexity(nll, count), len(enc.ids), count
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
+        self._cache.clear()  # every record is done: the weights are not needed any more
         if not records:
             return {"n": 0}
         short = [r["ppl_short"] for r in records]

@@ -1,7 +1,9 @@
 """What the weight-based scorers share: loading a model once, locating the response tokens, perplexity.
 
 Models are opened through ``registry.model_folder`` (the one model-folder module), kept per component
-instance and keyed by folder and settings, so two slots bound to the same model load it once.
+instance and keyed by folder and settings, so two slots bound to the same model load it once. The runner
+calls a component's ``summarize`` once its records are all done, so the scorers release their models
+there: the weights do not stay in memory (or on the GPU) while later stages train.
 
 Response tokens are located on the token sequence the model actually reads: a token belongs to the
 response when its character span ends after the response's first character (a leading-space token such
@@ -64,6 +66,18 @@ class ModelCache:
                     extend_rope_dynamic(lm, rope_factor, rope_window)
                 self._models[key] = lm
             return self._models[key]
+
+    def clear(self) -> None:
+        """Drop the loaded models (and free GPU memory), e.g. once a stage is over."""
+        import gc
+        import sys
+
+        with self.lock:
+            self._models.clear()
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def tokenizer(self, source: Any) -> Any:
         from registry.model_folder import load_tokenizer, model_folder

@@ -153,6 +153,8 @@ def test_hmg_perplexities_match_a_hand_computation(folder, tmp_path):
     assert (out["tokens_long"], out["tokens_short"]) == (len(ids), 40)
     response = len(RECORD["messages"][1]["content"])
     assert (out["response_tokens_long"], out["response_tokens_short"]) == (n_long, n_short) == (response, response)
+    assert comp.summarize([out], ctx_for(folder, tmp_path))["short_above_long"] in (0, 1)
+    assert not comp._cache._models  # the stage is over: the weights are released
 
 
 def test_the_response_mask_is_computed_on_the_truncated_sequence(folder, tmp_path):
