@@ -38,9 +38,14 @@ _counter = itertools.count()
 
 
 def zoo_home() -> Path:
-    """The zoo's cache and user-zoo folder: ``$RECIPE_ZOO_HOME`` or ``~/.cache/recipe-zoo``."""
+    """The zoo's cache and user-zoo folder: ``$RECIPE_ZOO_HOME``, else ``$XDG_CACHE_HOME/recipe-zoo``,
+    else ``~/.cache/recipe-zoo``."""
     env = os.environ.get("RECIPE_ZOO_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "recipe-zoo"
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg and Path(xdg).expanduser().is_absolute() else Path.home() / ".cache"
+    return base / "recipe-zoo"
 
 
 def cache_key(uri: str) -> str:

@@ -35,6 +35,7 @@ from registry.atomic import atomic_write_text
 from registry.cache import PullRecord, read_record, zoo_home
 from registry.model_folder import read_trained
 from registry.resolved import ResolvedModel
+from registry.secrets import inline_secrets, register_secret_env, secret_env_names
 from registry.sources import (
     FileSource,
     OpenAISource,
@@ -174,6 +175,16 @@ def read_zoo_file(path: Path) -> list[ZooEntry]:
         if not isinstance(body, dict):
             problems.append(f"{where}: models.{name}: expected a mapping of fields")
             continue
+        secrets = inline_secrets(body)
+        for key in secrets:  # the value must not be read, copied or echoed: only where it is
+            dotted = ".".join(map(str, key))
+            problems.append(f"{at(str(name), *map(str, key))}: models.{name}.{dotted}: a secret written in the "
+                            f"zoo file; put it in an environment variable and name that instead "
+                            f"({key[-1]}_env: MY_VARIABLE)")
+        if secrets:
+            continue
+        for env in secret_env_names(body):
+            register_secret_env(env)
         try:
             entry = ZooEntry(name=str(name), **body)
             source = parse_source(entry.source, base_dir=path.parent)
@@ -188,6 +199,8 @@ def read_zoo_file(path: Path) -> list[ZooEntry]:
             continue
         if isinstance(source, FileSource):  # relative to this file, made absolute once here
             entry = entry.model_copy(update={"source": source.uri})
+        if entry.api is not None:  # the default variable too, when the entry names none
+            register_secret_env(entry.api.api_key_env)
         entries.append(entry)
     if problems:
         raise ZooFileError(problems)

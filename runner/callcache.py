@@ -66,7 +66,7 @@ class CachedLLM(LLM):
         self._done: dict[str, dict[str, Any]] = {}
         for path in sorted(journal.parent.glob("calls*.jsonl")):
             entries = self.log if path == journal else read_complete_lines(path)
-            self._done.update({e["key"]: e["result"] for e in entries if "key" in e})
+            self._done.update({e["key"]: e["result"] for e in entries if "key" in e and "result" in e})
         self._lock = threading.Lock()
         # backends that take the completion callback per call keep concurrent batches apart; for any
         # other LLM the shared on_result attribute is swapped under a lock (one batch at a time)
@@ -131,6 +131,11 @@ class CachedLLM(LLM):
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
+
+    def load(self) -> None:
+        load = getattr(self.inner, "load", None)
+        if load is not None:
+            load()
 
     def tokenizer(self):
         return self.inner.tokenizer()

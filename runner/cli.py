@@ -7,9 +7,10 @@ import re
 import sys
 from pathlib import Path
 
+# exit statuses of `recipe run` (README, Commands)
+EXIT_STAGE = 1  # a stage failed (or an API budget stopped it), or the run could not start or write its files
 EXIT_RECIPE = 2  # a bad recipe or bad arguments
-EXIT_STAGE = 1  # a stage failed at run time
-EXIT_BUDGET = 3  # an API budget stopped the run
+EXIT_FAILED_RECORDS = 3  # the run finished, but a stage has more failed records than its max_failed
 
 
 def _console(stderr: bool = False):
@@ -65,12 +66,19 @@ def _setup_logging(run_root: Path, verbose: bool) -> None:
     fh.addFilter(RedactingFilter())
     fh._recipe = True  # type: ignore[attr-defined]
     root.addHandler(fh)
+    files = logging.getLogger("recipe.files")
+    for h in [h for h in files.handlers if getattr(h, "_recipe", False)]:
+        files.removeHandler(h)
+    sh = logging.StreamHandler(sys.stderr)
+    sh.addFilter(RedactingFilter())
+    sh._recipe = True  # type: ignore[attr-defined]
     if verbose:
-        sh = logging.StreamHandler(sys.stderr)
         sh.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        sh.addFilter(RedactingFilter())
-        sh._recipe = True  # type: ignore[attr-defined]
         root.addHandler(sh)
+    else:  # problems with the run's own files (a damaged log line skipped) are said on the console too
+        sh.setLevel(logging.WARNING)
+        sh.setFormatter(logging.Formatter("warning: %(message)s"))
+        files.addHandler(sh)
     for noisy in ("httpx", "httpcore", "urllib3", "filelock", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -80,7 +88,7 @@ def cmd_run(args) -> int:
 
     # library deprecation notices say nothing a recipe author can act on; run.log keeps our own warnings
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from runner.errors import RecipeError, StageFailure
+    from runner.errors import RecipeError, RunFileError, StageFailure
     from runner.session import run_recipe
 
     try:
@@ -106,33 +114,45 @@ def cmd_run(args) -> int:
             return EXIT_RECIPE
         shard = (int(m.group(1)), int(m.group(2)))
     console = _console()
+    from rich.markup import escape
+
+    from registry.secrets import redact
     from runner.backends.base import BudgetExceeded
     from runner.publish import PublishError
+    from runner.run_lock import RunFolderBusy
 
     try:
-        summary = run_recipe(loaded, Path(args.runs_dir), console=console, progress=not args.no_progress,
+        outcome = run_recipe(loaded, Path(args.runs_dir), console=console, progress=not args.no_progress,
                              retry_failed=args.retry_failed, publish=not args.no_publish, stages=args.stage,
-                             setup_logging=lambda root: _setup_logging(root, args.verbose), shard=shard)
+                             setup_logging=lambda root: _setup_logging(root, args.verbose), shard=shard,
+                             wait=args.wait, jobs=args.jobs)
+    except RunFolderBusy as e:
+        console.print(f"[bold red]not started:[/] {escape(str(e))}", soft_wrap=True)
+        return EXIT_STAGE
     except BudgetExceeded as e:
-        console.print(f"[bold yellow]stopped: API budget reached ({e}). Finished work is kept; raise "
-                      f"budget_usd and run again to continue.[/]")
-        return EXIT_BUDGET
+        console.print(f"[bold yellow]stopped: API budget reached ({escape(redact(str(e)))}). Finished work is "
+                      f"kept; raise budget_usd and run again to continue.[/]")
+        return EXIT_STAGE
     except PublishError as e:
-        from rich.markup import escape
-
-        console.print(f"[bold red]publish failed:[/] {escape(str(e))}")
+        console.print(f"[bold red]publish failed:[/] {escape(redact(str(e)))}")
         console.print("The run itself finished; publish it again with `recipe publish`.")
         return EXIT_STAGE
     except StageFailure as e:
-        from rich.markup import escape
-
-        from registry.secrets import redact
-
-        console.print(f"[bold red]failed:[/] {escape(redact(str(e)))}")
+        # never wrapped: the file it names stays one piece a person can copy
+        console.print(f"[bold red]failed:[/] {escape(redact(str(e)))}", soft_wrap=True)
         console.print("Fix the cause and run the same command again: finished records and calls are reused.")
         return EXIT_STAGE
-    console.print(summary)
-    return 0
+    except (RunFileError, OSError) as e:  # a damaged run file, or a run-level one that cannot be written
+        from runner.store import is_disk_fault, write_fault
+
+        problem = e if isinstance(e, RunFileError) else write_fault(None, e) if is_disk_fault(e) else \
+            f"{e.filename or ''}: {e.strerror or e}"
+        console.print(f"[bold red]failed:[/] {escape(redact(str(problem)))}", soft_wrap=True)
+        return EXIT_STAGE
+    console.print(outcome.text)
+    for line in outcome.details:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return outcome.exit_code
 
 
 def cmd_plan(args) -> int:
@@ -276,7 +296,7 @@ def cmd_publish(args) -> int:
 
     try:
         items = publish_run(run_dir, args.to, artifacts=args.artifacts, private=not args.public)
-    except PublishError as e:
+    except (PublishError, OSError, ValueError) as e:  # a damaged run file is named by its message
         print(f"publish failed: {e}", file=sys.stderr)
         return EXIT_STAGE
     for it in items:
@@ -286,9 +306,25 @@ def cmd_publish(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- parser
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("recipe-zoo")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recipe", description="Run declarative long-context alignment recipes "
                                 "with a pinned model zoo.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     def recipe_opts(sp, many: bool = False) -> None:
@@ -306,11 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="validate, then run a recipe (cached, resumable)")
     recipe_opts(sp)
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
-    sp.add_argument("--retry-failed", action="store_true", help="process records in the failures ledger again")
+    sp.add_argument("--retry-failed", action="store_true", help="also try again the failed records that are within "
+                    "a stage's max_failed (those beyond it are tried again by any run)")
+    sp.add_argument("--wait", action="store_true", help="if another run holds the run folder, wait for it to finish "
+                    "instead of stopping")
     sp.add_argument("--no-publish", action="store_true", help="skip the recipe's publish: step")
     sp.add_argument("--stage", action="append", help="run only this stage (and what it needs); repeatable")
     sp.add_argument("--shard", metavar="I/N", help="with one --stage (a map stage whose inputs are done): process "
                     "only shard I of N of its batches; run again without --shard to merge and finish")
+    sp.add_argument("--jobs", "-j", type=_positive, metavar="N", help="run at most N stages at once (default: "
+                    "every ready stage that calls only API models, beside one other stage; 1: one at a time)")
     sp.add_argument("--verbose", "-v", action="store_true", help="log to stderr too")
     sp.set_defaults(func=cmd_run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ class StageContext:
         self._models = models
         self._journal = journal or stage_dir / "calls.jsonl"
         self._wrapped: dict[str, CachedLLM] = {}
+        self._lock = threading.Lock()
         self._on_advance = on_advance
         self._main = next(iter(bindings), None)
 
@@ -47,11 +49,12 @@ class StageContext:
 
     def model(self, slot: str | None = None):
         b = self._binding(slot)
-        if b.slot not in self._wrapped:
-            inner = self._models.llm(b)
-            identity = f"{b.kind}:{b.ref}:{b.backend}"
-            self._wrapped[b.slot] = CachedLLM(inner, self._journal, self.meter, identity)
-        return self._wrapped[b.slot]
+        with self._lock:  # batches running at once share one journal per slot
+            if b.slot not in self._wrapped:
+                inner = self._models.llm(b)
+                identity = f"{b.kind}:{b.ref}:{b.backend}"
+                self._wrapped[b.slot] = CachedLLM(inner, self._journal, self.meter, identity)
+            return self._wrapped[b.slot]
 
     def embedder(self, slot: str = "embedder"):
         return self._models.embedder(self._binding(slot))

@@ -43,3 +43,13 @@ class StageFailure(RuntimeError):
         self.record_id = record_id
         where = f"stage {stage!r}" + (f", record {record_id!r}" if record_id is not None else "")
         super().__init__(f"{where}: {message}")
+
+
+class RunFileError(RuntimeError):
+    """A file of the run folder that cannot be written (a full or failing disk) or is damaged; the
+    message names the file and what to do."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")

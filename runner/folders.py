@@ -6,6 +6,7 @@ it loads no model and runs nothing.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ class StageFolders:
 
     Fingerprints are computed once and kept until ``forget`` (a stage re-run in place changes the
     fingerprints downstream of it); records read back are kept too, as the inputs of later stages.
+    Stages running side by side share one ``StageFolders``: its caches are kept under a lock.
     """
 
     def __init__(self, loaded: LoadedRecipe, store: RunStore, zoo: Zoo) -> None:
@@ -38,6 +40,7 @@ class StageFolders:
         self.zoo = zoo
         self._fps: dict[str, str] | None = None
         self._records: dict[str, list[dict]] = {}
+        self._lock = threading.RLock()
 
     @classmethod
     def open(cls, loaded: LoadedRecipe, runs_dir: Path) -> StageFolders:
@@ -48,9 +51,10 @@ class StageFolders:
         return self.store.root
 
     def fingerprints(self) -> dict[str, str]:
-        if self._fps is None:
-            self._fps = stage_fingerprints(self.loaded, self.zoo, self.store.revision)
-        return self._fps
+        with self._lock:
+            if self._fps is None:
+                self._fps = stage_fingerprints(self.loaded, self.zoo, self.store.revision)
+            return self._fps
 
     def fingerprint(self, stage: str) -> str:
         return self.fingerprints()[stage]
@@ -68,19 +72,23 @@ class StageFolders:
         return self.store.is_done(stage, self.fingerprint(stage))
 
     def records(self, stage: str) -> list[dict]:
-        if stage not in self._records:
-            self._records[stage] = self.store.records(stage, self.fingerprint(stage))
-        return self._records[stage]
+        with self._lock:
+            if stage not in self._records:
+                self._records[stage] = self.store.records(stage, self.fingerprint(stage))
+            return self._records[stage]
 
     def keep_records(self, stage: str, records: list[dict]) -> None:
         """The records a stage just wrote, so the next stages read them without reading the file again."""
-        self._records[stage] = records
+        with self._lock:
+            self._records[stage] = records
 
     def forget(self, stage: str) -> None:
         """``stage`` was re-run in place: recompute the fingerprints, read its records again."""
-        self._fps = None
-        self._records.pop(stage, None)
+        with self._lock:
+            self._fps = None
+            self._records.pop(stage, None)
 
     def set_latest(self) -> None:
         """Point ``latest.json`` at every stage's current folder."""
-        self.store.set_latest({s: str(self.dir(s).relative_to(self.root)) for s in self.loaded.order})
+        with self._lock:
+            self.store.set_latest({s: str(self.dir(s).relative_to(self.root)) for s in self.loaded.order})

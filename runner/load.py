@@ -22,6 +22,7 @@ from runner.phases.models import Binding, bind_models, check_roles, open_zoo
 from runner.phases.options import check_options
 from runner.phases.read import base_dir_of, read_recipe_data
 from runner.phases.schema import check_schema
+from runner.phases.secrets import check_secrets
 from runner.phases.stages import build_components
 from runner.schema import Recipe
 
@@ -53,6 +54,8 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: list[st
     data, smap, problems = read_recipe_data(path, profile, list(overrides or []), raw_overrides)
     base_dir = base_dir_of(path, data)
 
+    secrets = check_secrets(data)
+    problems += secrets
     specs, found = check_schema(data)
     problems += found
     names = list(specs.stages_raw)
@@ -80,6 +83,9 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: list[st
 
     problems += check_publish(data.get("publish"), names)
 
+    # an inline secret is reported once, by the secrets phase, not again as an unknown key
+    hidden = {p.path for p in secrets}
+    problems = [p for p in problems if p.path not in hidden or p in secrets]
     if problems or specs.recipe is None:
         raise RecipeError(_dedupe(problems), smap)
     return LoadedRecipe(recipe=specs.recipe, smap=smap, path=path, base_dir=base_dir, profile=profile,

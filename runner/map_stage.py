@@ -9,38 +9,65 @@ failed ones become the stage's failures ledger.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from components.base import Failed, MapComponent, record_key
 from runner.backends.base import BudgetExceeded
+from runner.backends.window import set_call_order
 from runner.callcache import set_scope
 from runner.context import StageContext
-from runner.errors import StageFailure
+from runner.errors import RunFileError, StageFailure
+from runner.feed import RecordFeed, StageLinks, StageStopped
 from runner.fingerprint import digest
-from runner.progress import StageProgress
+from runner.progress import StageProgress, set_current_stage
 from runner.results import StageOutput
 from runner.schema import StageSpec
-from runner.store import AppendLog, read_complete_lines
+from runner.store import AppendLog, is_disk_fault, read_complete_lines, write_fault
 
 log = logging.getLogger("recipe.run")
 
 Shard = tuple[int, int]  # (i, n): this process runs batches b with b % n == i
 
 
+class DuplicateIds(ValueError):
+    """Two records of a map stage's input with the same ``id`` (or ``idx``)."""
+
+
+class RecordKeys:
+    """Keys for the records of one input, given all at once or in parts as they arrive (see unique_keys)."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, int] = {}
+        self.repeats: dict[str, int] = {}
+        self.count = 0
+
+    def add(self, records: list[dict]) -> list[str]:
+        out = []
+        for i, r in enumerate(records, self.count + 1):
+            k = record_key(r)
+            if k in self.first:
+                if r.get("id") is not None or r.get("idx") is not None:
+                    field = "id" if r.get("id") is not None else "idx"
+                    raise DuplicateIds(f"records #{self.first[k]} and #{i} of the input both have {field} {k!r}; "
+                                       "the write-ahead log and the call journal file records by id, so ids must "
+                                       "be unique (fix the input, or drop the id field to key records by content)")
+                self.repeats[k] = self.repeats.get(k, 0) + 1
+                k = f"{k}#{self.repeats[k]}"
+            else:
+                self.first[k] = i
+            out.append(k)
+        self.count += len(records)
+        return out
+
+
 def unique_keys(records: list[dict]) -> list[str]:
-    """Each record's key; a key seen before gets ``#1``, ``#2``... so every record has its own."""
-    seen: dict[str, int] = {}
-    out = []
-    for r in records:
-        k = record_key(r)
-        if k in seen:
-            seen[k] += 1
-            k = f"{k}#{seen[k]}"
-        else:
-            seen[k] = 0
-        out.append(k)
-    return out
+    """Each record's key (``components.base.record_key``). Resume and the call journal file records by
+    key, so two records with the same ``id`` (or ``idx``) raise DuplicateIds naming both (1-based
+    positions in the input); records keyed by content (no id) that repeat get ``#1``, ``#2``..."""
+    return RecordKeys().add(records)
 
 
 def shard_name(stem: str, shard: Shard | None) -> str:
@@ -86,18 +113,21 @@ def encode(o: Any) -> dict:
 
 
 class MapStageRun:
-    """One run of a map stage over ``records`` (the records of its mapped port)."""
+    """One run of a map stage over ``records`` (the records of its mapped port), or over the records a
+    running upstream stage hands it as they are finished (``links.source``)."""
 
     def __init__(self, comp: MapComponent, stage: str, spec: StageSpec, ctx: StageContext, records: list[dict],
                  bar: StageProgress, *, shard: Shard | None = None, retry_failed: bool = False,
-                 revision: int = 0) -> None:
+                 revision: int = 0, links: StageLinks | None = None) -> None:
         self.comp = comp
         self.stage = stage
         self.ctx = ctx
         self.bar = bar
-        self.records = records
-        self.keys = unique_keys(records)
-        self.by_key = dict(zip(self.keys, records))
+        self.links = links or StageLinks()
+        self.feed = self.links.source or RecordFeed.complete(stage, records)
+        self.records: list[dict] = []
+        self.keys: list[str] = []
+        self.by_key: dict[str, dict] = {}
         self.batch_size = spec.batch_size or comp.batch_size
         self.concurrency = spec.concurrency
         self.retries = spec.retries
@@ -108,14 +138,22 @@ class MapStageRun:
         # opening the log cuts a line torn by a crash, before any log is read
         self.wal = AppendLog(ctx.artifact_dir / shard_name("wal", shard))
         self.done: dict[str, dict] = {}
+        self._keyer = RecordKeys()
+        self._closed = False  # every record is known
+        self._formed = 0  # keys[:_formed] are in batches already
+        self._published = 0  # keys[:_published] are done and handed to links.sink
+        self._lock = threading.Lock()
+        self._wake = threading.Event()  # set when records arrive or a batch finishes
+        self.feed.listen(self._wake.set)
+        self._take()
 
     def run(self) -> StageOutput:
         self._resume()
-        batches = self._batches()
         if self.done:
-            log.info("stage %s: resuming, %d of %d records already done", self.stage, len(self.done), len(self.keys))
-            self.bar.advance(sum(1 for k in self.keys if k in self.done))
-        self._run_batches(batches)
+            log.info("stage %s: resuming, %d of %s records already done", self.stage, len(self.done),
+                     len(self.keys) if self._closed else "?")
+        self._publish()
+        self._run_batches()
         if self.shard:
             raise ShardDone(self.stage, sum(1 for k in self.keys if k in self.done), len(self.keys))
         return self._output()
@@ -130,37 +168,107 @@ class MapStageRun:
         if self.retry_failed:
             self.done = {k: v for k, v in self.done.items() if "failed" not in v}
 
-    def _batches(self) -> list[list[str]]:
-        """The keys still to do, in batches formed the same way on every run (the call journal relies on
-        it); a shard keeps its own batches only."""
+    def _take(self) -> bool:
+        """Add the records the feed got since the last look; False once the upstream stopped feeding."""
+        new, closed, failed = self.feed.take(len(self.records))
+        if new:
+            try:
+                keys = self._keyer.add(new)
+            except DuplicateIds as e:
+                raise StageFailure(self.stage, str(e)) from None
+            self.records.extend(new)
+            self.by_key.update(zip(keys, new))
+            self.keys.extend(keys)
+        if closed and not self._closed:
+            self._closed = True
+            if self.links.source is not None:
+                self.bar.advance(0, total=len(self.keys))
+        return failed is None
+
+    def _batches(self) -> list[tuple[int, list[str]]]:
+        """The keys still to do, by batch index, in the batches the records known so far make: batch i is
+        always keys ``[i * batch_size, (i + 1) * batch_size)``, so batches are formed the same way on every
+        run (the call journal relies on it); a shard keeps its own batches only."""
         batches = []
-        for b, i in enumerate(range(0, len(self.keys), self.batch_size)):
-            if self.shard and b % self.shard[1] != self.shard[0]:
-                continue
-            todo = [k for k in self.keys[i:i + self.batch_size] if k not in self.done]
-            if todo:
-                batches.append(todo)
+        n = len(self.keys)
+        while self._formed < n and (self._formed + self.batch_size <= n or self._closed):
+            i = self._formed
+            self._formed = min(i + self.batch_size, n)
+            keys = self.keys[i:self._formed]
+            todo = [k for k in keys if k not in self.done]
+            if len(todo) < len(keys):
+                self.bar.advance(len(keys) - len(todo))
+            b = i // self.batch_size
+            if todo and not (self.shard and b % self.shard[1] != self.shard[0]):
+                batches.append((b, todo))
         return batches
 
-    def _run_batches(self, batches: list[list[str]]) -> None:
-        if self.concurrency > 1 and len(batches) > 1:
-            pool = ThreadPoolExecutor(self.concurrency)
-            try:
-                for f in [pool.submit(self._run_batch, b) for b in batches]:
-                    f.result()
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)  # no further batch is started (or paid)
-                raise
-            pool.shutdown()
-        else:
-            for b in batches:
-                self._run_batch(b)
+    def _workers(self) -> int:
+        """Batches run at once: the stage's ``concurrency``; for API models at least their window, so
+        their requests stay ``concurrency`` in flight over the whole input even when every batch is down
+        to its slowest request (batches wait on the model's window, never on each other)."""
+        return max(self.concurrency, self.links.window or 1)
 
-    def _run_batch(self, keys: list[str]) -> None:
+    def _run_batches(self) -> None:
+        """Run every batch, forming more as records arrive: one at a time in this thread, or up to
+        ``_workers()`` at once in threads, each new one started as soon as one finishes. When another
+        stage failed (``links.stop``) or the upstream did, no further batch starts; those running finish
+        and are logged, then the stage stops."""
+        workers = self._workers()
+        pool = None
+        if workers > 1:
+            pool = ThreadPoolExecutor(workers, thread_name_prefix=f"stage:{self.stage}",
+                                      initializer=set_current_stage, initargs=(self.stage,))
+        waiting: deque[tuple[int, list[str]]] = deque()
+        running: set[Future] = set()
+        try:
+            while True:
+                self._wake.clear()
+                upstream_ok = self._take()
+                waiting.extend(self._batches())
+                for f in [f for f in running if f.done()]:
+                    running.discard(f)
+                    f.result()  # a batch that raised stops the stage
+                finished = not waiting and self._closed and self._formed == len(self.keys)
+                stopping = self.links.stop.is_set() or not upstream_ok
+                if not running and (finished or stopping):
+                    break
+                if not stopping and pool is None and waiting:
+                    self._run_batch(*waiting.popleft())
+                    continue
+                while not stopping and pool is not None and waiting and len(running) < workers:
+                    f = pool.submit(self._run_batch, *waiting.popleft())
+                    f.add_done_callback(lambda _: self._wake.set())
+                    running.add(f)
+                self._wake.wait(0.5)  # polls links.stop too
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)  # no further batch is started (or paid)
+        if not upstream_ok:
+            raise StageStopped(self.stage, f"stopped: upstream stage {self.feed.stage!r} {self.feed.failed}")
+        if not finished:
+            raise StageStopped(self.stage, "stopped: another stage failed (finished batches are kept)")
+
+    def _run_batch(self, index: int, keys: list[str]) -> None:
+        set_call_order(index)  # a model's window serves earlier batches first: they finish in input order
         items = self._process(keys)
         self.wal.append({"items": items})
-        self.done.update(items)
+        with self._lock:
+            self.done.update(items)
         self.bar.advance(len(keys))
+        self._publish()
+
+    def _publish(self) -> None:
+        """Hand the records finished in input order so far to the stage downstream (``links.sink``)."""
+        sink = self.links.sink
+        if sink is None:
+            return
+        with self._lock:
+            out: list[dict] = []
+            while self._published < len(self.keys) and self.keys[self._published] in self.done:
+                out.extend(self.done[self.keys[self._published]].get("out", []))
+                self._published += 1
+            sink.extend(out)  # under the lock: batches finishing together publish in order
 
     def _process(self, keys: list[str]) -> dict[str, dict]:
         """Each record's outcome for one batch: the batch at once, then the records that failed alone."""
@@ -172,9 +280,11 @@ class MapStageRun:
             if len(outs) != len(batch):
                 raise StageFailure(self.stage, f"{self.comp.type}.process returned {len(outs)} results for "
                                    f"{len(batch)} records")
-        except (BudgetExceeded, StageFailure):
+        except (BudgetExceeded, StageFailure, RunFileError):
             raise
         except Exception as e:  # the batch failed as a whole: try each record alone
+            if is_disk_fault(e):  # our own files cannot be written: asking the model again cannot help
+                raise write_fault(None, e) from e
             log.warning("stage %s: batch of %d failed (%s: %s); retrying records one by one",
                         self.stage, len(batch), type(e).__name__, e)
             outs = [e] * len(batch)
@@ -190,9 +300,11 @@ class MapStageRun:
             set_scope(f"{key}:retry{attempt}{self.salt}")
             try:
                 outcome = self.comp.process([record], self.ctx)[0]
-            except (BudgetExceeded, StageFailure):
+            except (BudgetExceeded, StageFailure, RunFileError):
                 raise
             except Exception as e:
+                if is_disk_fault(e):
+                    raise write_fault(None, e) from e
                 outcome = e
         return outcome
 

@@ -67,6 +67,26 @@ class ModelManager:
                 self._llms[key] = open_llm(rm, options=dict(b.options), tokenizer_path=tok_path)
             return self._llms[key]
 
+    def window(self, b: Binding) -> int | None:
+        """How many requests the bound model serves at once to callers in several threads: an API model's
+        ``concurrency``; None for a model in this process (one batch at a time). Nothing is opened."""
+        if b.kind != "zoo" or b.slot_kind != "chat":
+            return None
+        try:
+            rm = self._resolve_offline(b)
+            if (b.backend or rm.backend) != "openai":
+                return None
+            from runner.backends.options import settings_for
+
+            return int(settings_for(rm, dict(b.options), backend="openai").concurrency)
+        except Exception:  # a model that cannot be resolved fails when the stage opens it, clearly
+            return None
+
+    def _resolve_offline(self, b: Binding) -> ResolvedModel:
+        with self._lock:
+            key = f"{b.kind}:{b.ref}"
+            return self._resolved.get(key) or self.zoo.resolve(b.ref, pull=False)
+
     def embedder(self, b: Binding):
         from runner.backends import open_embedder
 

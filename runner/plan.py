@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runner.failures import within_limit
 from runner.folders import StageFolders
 
 
@@ -42,7 +43,9 @@ def make_plan(folders: StageFolders) -> list[PlanRow]:
     for s in loaded.order:
         comp = loaded.components[s]
         spec = loaded.recipe.stages[s]
-        cached = folders.is_done(s)
+        # a finished stage with more failed records than it allows runs again (for those records)
+        cached = folders.is_done(s) and within_limit(folders.manifest(s).get("counts", {}),
+                                                     loaded.recipe.failure_limit(s))
         n_in = {p: n_out.get(u) for p, u in spec.inputs.items()}
         est = comp.estimate(n_in)
         if cached:

@@ -8,6 +8,7 @@ from typing import Any
 
 from registry.jsonio import read_json, read_jsonl
 from registry.secrets import redact
+from runner.failures import StageFailures
 from runner.folders import StageFolders
 from runner.results import StageResult
 
@@ -20,9 +21,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def build_report(folders: StageFolders, results: dict[str, StageResult], error: str | None = None) -> str:
+def build_report(folders: StageFolders, results: dict[str, StageResult], error: str | None = None,
+                 failures: list[StageFailures] | None = None) -> str:
     """The run's report from its stage folders; ``results`` are the stages this process got to (the
-    others show the status their manifest has)."""
+    others show the status their manifest has); ``failures``: the stages with failed records."""
     loaded = folders.loaded
     root = folders.root
     lines = [f"# {loaded.name} — run report", ""]
@@ -34,6 +36,17 @@ def build_report(folders: StageFolders, results: dict[str, StageResult], error: 
     if error:
         lines += ["## Stopped", "", f"> {error}", "", "Run the same command again to resume: finished records "
                   "and paid calls are kept.", ""]
+    if failures:
+        lines += ["## Failed records", ""]
+        for f in failures:
+            head, *reasons = f.lines()
+            lines += [f"- {head}"] + [f"  - {r.strip()}" for r in reasons]
+        waiting = [s for s, r in results.items() if r.status == "waiting"]
+        if any(f.over for f in failures):
+            lines += ["", "Beyond a stage's `max_failed` the run exits 3" + (
+                f" and later stages wait ({', '.join(waiting)})" if waiting else "") + "; run the same command "
+                "again to try the failed records again (records that succeeded are kept)."]
+        lines.append("")
     lines += ["## Stages", "", "| stage | type | status | in | out | failed | seconds | LLM calls | tokens | cost $ |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     total_cost = 0.0
@@ -59,7 +72,10 @@ def build_report(folders: StageFolders, results: dict[str, StageResult], error: 
         if metrics:
             metrics_all[s] = metrics
         if (sdir / "failures.jsonl").exists():
-            failures_all += [(s, f) for f in read_jsonl(sdir / "failures.jsonl", missing_ok=True)[:3]]
+            try:
+                failures_all += [(s, f) for f in read_jsonl(sdir / "failures.jsonl", missing_ok=True)[:3]]
+            except ValueError as e:  # a damaged ledger is named, never a traceback
+                failures_all.append((s, {"record_id": "?", "error": f"the ledger cannot be read: {e}"}))
         sec = sdir / "report_section.md"
         if sec.exists():
             rel = sdir.relative_to(root)

@@ -22,7 +22,7 @@ class StageResult:
 
     stage: str
     fingerprint: str
-    status: str  # cached | ran | failed
+    status: str  # cached | ran | failed | waiting (an upstream stage's failed records are beyond its limit)
     dir: Path
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0

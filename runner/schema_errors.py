@@ -11,6 +11,8 @@ from pydantic import BaseModel, ValidationError
 from registry.suggest import suggestion
 from runner.errors import Problem
 
+SAFE_NAME_PATTERN = "[A-Za-z0-9_][A-Za-z0-9_.-]*"  # runner.schema.SafeName
+
 
 def unwrap(ann: Any) -> list[Any]:
     origin = typing.get_origin(ann)
@@ -68,8 +70,14 @@ def problem_for(e: Any, model: type[BaseModel], prefix: tuple) -> Problem:
         return Problem(prefix + loc, f"unknown key {key!r}{hint}", at_key=True)
     if e["type"] == "missing":
         return Problem(prefix + loc[:-1], f"missing required key {loc[-1]!r}")
+    at_key = bool(loc) and loc[-1] == "[key]"  # a bad dict key (e.g. a stage name): point at the key
+    if at_key:
+        loc = loc[:-1]
+    if e["type"] == "string_pattern_mismatch" and SAFE_NAME_PATTERN in str(e.get("ctx", {}).get("pattern")):
+        return Problem(prefix + loc, f"{e.get('input')!r} is not a safe name: use letters, digits, _ . - "
+                       "(not starting with a dot); it becomes a folder name", at_key=at_key)
     got = e.get("input")
     shown = f", got {got!r}" if isinstance(got, (str, int, float, bool)) else ""
     msg = e["msg"]
     msg = msg[0].lower() + msg[1:] if msg else msg
-    return Problem(prefix + loc, f"{msg}{shown}")
+    return Problem(prefix + loc, f"{msg}{shown}", at_key=at_key)

@@ -1,9 +1,14 @@
-"""The run folder on disk: the per-stage write-ahead log, manifests, latest stage folders."""
+"""The run folder on disk: the per-stage write-ahead log, manifests, latest stage folders, and the
+checksums that tell a finished stage's files are still the ones it wrote."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import logging
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,65 +16,199 @@ from pathlib import Path
 from registry.atomic import atomic_write_json
 from registry.jsonio import dumps_line, read_json, read_jsonl
 from registry.secrets import redact
+from runner.errors import RunFileError
+
+log = logging.getLogger("recipe.files")
+
+# errors of the disk itself: retrying a model call cannot help, the stage stops at once
+DISK_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EROFS, errno.EDQUOT}
+
+
+def is_disk_fault(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in DISK_ERRNOS
+
+
+def _free(path: Path) -> str:
+    """Free space on the disk holding ``path``, for messages."""
+    for p in (path, *path.parents):
+        if p.exists():
+            try:
+                n = float(shutil.disk_usage(p).free)
+            except OSError:
+                return "unknown space"
+            for unit in ("bytes", "KB", "MB", "GB"):
+                if n < 1024 or unit == "GB":
+                    return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+                n /= 1024
+    return "unknown space"
+
+
+def write_fault(path: Path | str | None, e: OSError) -> RunFileError:
+    """The one message for a write of ours that failed: the file, the cause and the free space left."""
+    target = Path(path or e.filename or ".")
+    why = e.strerror or str(e)
+    return RunFileError(target, f"cannot write: {why} ({_free(target)} free on its disk). Free some space (or "
+                        "fix the disk) and run the same command again: finished records and paid calls are kept")
+
+
+def _log_lines(path: Path) -> Iterator[dict]:
+    """The entries of a JSON-lines log: a damaged line in the middle is skipped with a warning naming
+    it; a last line without its newline (still being written, or torn by a crash) is left out."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    for lineno, line in enumerate(lines[:-1], 1):  # the piece after the last newline is unfinished
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            log.warning("%s:%d: damaged line skipped (%d bytes); the entries around it are kept",
+                        path, lineno, len(line))
+            continue
+        if isinstance(entry, dict):
+            yield entry
 
 
 def read_complete_lines(path: Path) -> list[dict]:
     """The complete JSON lines of a log another process may still be appending to (no repair)."""
-    out = []
-    if not path.exists():
-        return out
-    for line in path.read_bytes().split(b"\n"):
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue  # blank, or a line still being written
-    return out
+    return list(_log_lines(path))
 
 
 class AppendLog:
     """An append-only JSON-lines file that survives ``kill -9``.
 
-    Each ``append`` writes whole lines with one ``write`` and fsyncs. On open, a torn last line (the
-    process died mid-write) is cut off, so every line read back is complete.
+    Each ``append`` writes whole lines with one ``write`` and returns once they are fsynced (appends from
+    several threads share an fsync). On open, a torn last line (the
+    process died mid-write) is cut off; a damaged line elsewhere is skipped when read. A write that
+    fails (a full disk) is undone and raised as ``RunFileError``.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._written = self._synced = 0  # appends written to the file, and made durable
+        self._cut = 0  # appends up to this one were taken back when their fsync failed
+        self._cut_cause: OSError | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._repair()
+        self._size = self._synced_size = self.path.stat().st_size if self.path.exists() else 0
 
     def _repair(self) -> None:
         if not self.path.exists():
             return
         data = self.path.read_bytes()
-        good = 0
-        pos = 0
-        while pos < len(data):
-            nl = data.find(b"\n", pos)
-            if nl == -1:
-                break
-            try:
-                json.loads(data[pos:nl])
-            except ValueError:
-                break
-            good = nl + 1
-            pos = nl + 1
+        good = data.rfind(b"\n") + 1
         if good != len(data):
-            with open(self.path, "r+b") as f:
-                f.truncate(good)
+            try:
+                with open(self.path, "r+b") as f:
+                    f.truncate(good)
+            except OSError as e:
+                raise write_fault(self.path, e) from e
 
     def __iter__(self) -> Iterator[dict]:
-        if not self.path.exists():
-            return iter(())
-        return iter(read_jsonl(self.path, missing_ok=True))
+        return _log_lines(self.path)
 
     def append(self, *entries: dict) -> None:
         text = redact("".join(dumps_line(e) for e in entries))
-        with self._lock, open(self.path, "a", encoding="utf-8") as f:
+        with self._lock:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            try:
+                self._write(text)
+            except OSError as e:
+                try:  # no half line left behind for the next append to follow
+                    os.truncate(self.path, size)
+                except OSError:
+                    pass
+                raise write_fault(self.path, e) from e
+            self._written += 1
+            self._size = size + len(text.encode("utf-8"))
+            mine = self._written
+        # group commit: appends from many threads (a window of API calls) share one fsync, which covers
+        # every line written before it started; each append still returns only once its line is on disk
+        with self._sync_lock:
+            if self._synced >= mine:
+                return
+            if self._cut >= mine:
+                raise write_fault(self.path, self._cut_cause)
+            with self._lock:
+                upto, end = self._written, self._size
+            try:
+                self._sync()
+            except OSError as e:
+                with self._lock:  # every line not yet on disk is taken back, and its append fails
+                    try:
+                        os.truncate(self.path, self._synced_size)
+                    except OSError:
+                        pass
+                    self._cut, self._size, self._cut_cause = self._written, self._synced_size, e
+                raise write_fault(self.path, e) from e
+            self._synced, self._synced_size = upto, end
+
+    def _write(self, text: str) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+
+    def _sync(self) -> None:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# what a finished stage wrote and the manifest vouches for: not its logs (they only grow), its scratch
+# space or the manifest itself
+_UNCHECKED = ("manifest.json", "scratch")
+_LOGS = ("wal", "calls")
+
+
+def _checked(rel: Path) -> bool:
+    if rel.parts[0] in _UNCHECKED or rel.name.startswith("."):
+        return False
+    return not (len(rel.parts) == 1 and rel.suffix == ".jsonl" and rel.name.split(".")[0] in _LOGS)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sums(stage_dir: Path) -> dict[str, dict]:
+    """Size, line count (JSON lines) and sha256 of every file a stage wrote; a trained model's files by
+    size only (weights are large and a cached run checks them every time)."""
+    out: dict[str, dict] = {}
+    for f in sorted(p for p in stage_dir.rglob("*") if p.is_file()):
+        rel = f.relative_to(stage_dir)
+        if not _checked(rel):
+            continue
+        entry: dict = {"bytes": f.stat().st_size}
+        if rel.parts[0] != "model":
+            entry["sha256"] = _sha256(f)
+            if f.suffix == ".jsonl":
+                with open(f, "rb") as fh:
+                    entry["lines"] = sum(1 for _ in fh)
+        out[rel.as_posix()] = entry
+    return out
+
+
+def check_files(stage_dir: Path, recorded: dict[str, dict]) -> str | None:
+    """What differs between a finished stage's files and what its manifest recorded, or None."""
+    for name, want in recorded.items():
+        f = stage_dir / name
+        if not f.is_file():
+            return f"{f} is missing"
+        size = f.stat().st_size
+        if size != want.get("bytes"):
+            return f"{f} has {size} bytes, but the stage wrote {want.get('bytes')}"
+        if want.get("sha256") and _sha256(f) != want["sha256"]:
+            return f"{f} changed since the stage wrote it (its sha256 differs)"
+    return None
 
 
 class RunStore:
@@ -90,12 +229,18 @@ class RunStore:
         return bool(m and m.get("status") == "done" and m.get("fingerprint") == fingerprint)
 
     def revision(self, stage: str, fingerprint: str) -> int:
-        """How many times the stage's folder was re-run in place (``--retry-failed``)."""
+        """How many times the stage's folder was re-run in place (for its failed records)."""
         m = self.manifest(stage, fingerprint) or {}
         return int(m.get("revision", 0))
 
     def records(self, stage: str, fingerprint: str) -> list[dict]:
-        return read_jsonl(self.stage_dir(stage, fingerprint) / "records.jsonl", missing_ok=True)
+        path = self.stage_dir(stage, fingerprint) / "records.jsonl"
+        try:
+            return read_jsonl(path, missing_ok=True)
+        except ValueError as e:
+            where = str(e).removeprefix(f"{path}:")
+            raise RunFileError(path, f"damaged, {'line ' if where[:1].isdigit() else ''}{where}; run the recipe "
+                               f"again to rebuild the stage, or delete {path.parent}") from None
 
     def set_latest(self, stages: dict[str, str]) -> None:
         latest = read_json(self.root / "latest.json", {}) or {}

@@ -52,7 +52,7 @@ def train(
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
-    from components.trainers.loss import row_weights, weighted_loss
+    from components.trainers.loss import row_weights
     from components.trainers.packed_attention import model_inputs
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
@@ -105,8 +105,8 @@ def train(
             # the trainer accumulates itself: gradients are synchronised (and DeepSpeed steps) on the last one
             accelerator.gradient_state._set_sync_gradients(sync)
             with nullcontext() if sync else accelerator.no_sync(model):
-                logits = model(**model_inputs(batch, mode, device), use_cache=False).logits
-                loss = weighted_loss(logits, batch.labels.to(device), batch.weights)
+                loss = forward_loss(model, model_inputs(batch, mode, device), batch.labels.to(device),
+                                    batch.weights, p.loss_chunk_size)
                 accelerator.backward(loss)
             loss_sum += loss.detach()
         if p.max_grad_norm is not None:
@@ -138,6 +138,40 @@ def train(
 
     save_model(accelerator, model, tokenizer, model_dir, base, p, merge_at_end, history, stage)
     return TrainResult(history=history, stats=plan.stats)
+
+
+def forward_loss(model: Any, inputs: dict[str, Any], labels: Any, weights: Any, chunk_size: int | None) -> Any:
+    """The weighted loss of one micro-batch.
+
+    Sequences longer than ``chunk_size`` positions take the chunked path: the model runs with
+    ``logits_to_keep=1`` (no full logits) and the output layer + cross-entropy go chunk by chunk
+    (``loss.chunked_weighted_loss``). Models whose logits are not just the output layer of the last
+    hidden state (logit soft-capping or scaling) or that cannot skip logits take the plain path.
+    """
+    from components.trainers.loss import chunked_weighted_loss, weighted_loss
+
+    if chunk_size is None or labels.shape[1] - 1 <= chunk_size or not _can_chunk(model):
+        return weighted_loss(model(**inputs, use_cache=False).logits, labels, weights)
+    out = model(**inputs, use_cache=False, output_hidden_states=True, logits_to_keep=1)
+    head = _unwrap(model).get_output_embeddings()
+    return chunked_weighted_loss(out.hidden_states[-1], head, labels, weights, chunk_size)
+
+
+def _unwrap(model: Any) -> Any:
+    """The transformers model under DDP/accelerate and peft wrappers."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _can_chunk(model: Any) -> bool:
+    import inspect
+
+    base = _unwrap(model)
+    cfg = base.config
+    if getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
+        return False
+    return "logits_to_keep" in inspect.signature(base.forward).parameters and base.get_output_embeddings() is not None
 
 
 # --------------------------------------------------------------------------------------------- model

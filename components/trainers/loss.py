@@ -60,3 +60,34 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``sum_t CE(logits_t, labels_{t+1}) * weights_{t+1}`` — a sum, not a mean (the weights normalise)."""
     return (token_losses(logits, labels) * weights[:, 1:].to(logits.device)).sum()
+
+
+def chunked_weighted_loss(hidden: torch.Tensor, head: torch.nn.Module, labels: torch.Tensor,
+                          weights: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """``weighted_loss`` from the final hidden states, ``chunk_size`` positions at a time.
+
+    The output layer and the float32 cross-entropy run per chunk under activation checkpointing, so
+    neither the full ``[B, L, V]`` logits nor their float32 copy ever exist: at 32k positions and a 150k
+    vocabulary that copy alone is about 20 GB. The value and the gradients equal ``weighted_loss``'s.
+    """
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    # position t predicts labels[t + 1]; the last position predicts nothing
+    h = hidden[:, :-1, :]
+    target = labels[:, 1:].to(hidden.device)
+    w = weights[:, 1:].to(hidden.device)
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, h.shape[1], chunk_size):
+        sl = slice(start, start + chunk_size)
+        total = total + checkpoint(_chunk_loss, h[:, sl, :], head, target[:, sl], w[:, sl], use_reentrant=False)
+    return total
+
+
+def _chunk_loss(h: torch.Tensor, head: torch.nn.Module, target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    logits = head(h).float()
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                         ignore_index=IGNORE_INDEX, reduction="none")
+    return (ce.view(target.shape) * w).sum()

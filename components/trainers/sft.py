@@ -94,6 +94,10 @@ class SFTParams(Params):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass to save memory."
     )
+    loss_chunk_size: int | None = Field(
+        1024, ge=1, description="Sequences longer than this many positions get their output layer and loss "
+        "computed this many positions at a time, so the full logits and their float32 copy never exist "
+        "(peak memory flat in the vocabulary x length); null: always the full logits.")
     batching: Literal["naive", "sorted", "packed"] = Field(
         "packed",
         description="naive: shuffled batches; sorted: length-sorted groups; packed: sequences packed "

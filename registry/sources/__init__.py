@@ -172,8 +172,12 @@ class RandomSource(Source):
 
 def _parse_hf(uri: str, rest: str) -> HfSource:
     repo_id, _, revision = rest.partition("@")
-    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", repo_id):
-        raise SourceError(f"{uri}: expected hf://org/name[@revision]")
+    # the Hub's own rule: letters, digits, - _ . ; no leading or trailing - or ., no '--' or '..'
+    part = r"[A-Za-z0-9_](?:[\w.-]*[A-Za-z0-9_])?"
+    if not re.fullmatch(rf"{part}(/{part})?", repo_id) or ".." in repo_id or "--" in repo_id:
+        raise SourceError(f"{uri}: expected hf://org/name[@revision] (letters, digits, - _ .)")
+    if revision and not re.fullmatch(r"[\w./-]+", revision) or ".." in revision:
+        raise SourceError(f"{uri}: the revision after '@' must be a branch, tag or commit")
     return HfSource(uri=uri, repo_id=repo_id, revision=revision or None)
 
 
@@ -260,4 +264,5 @@ def parse_source(uri: str, base_dir: Path | None = None) -> Source:
         return _parse_openai(uri, rest)
     if scheme == "random":
         return _parse_random(uri, rest)
-    raise SourceError(f"{uri}: unknown source scheme '{scheme}://'{suggestion(scheme, SCHEMES, n=1)}")
+    raise SourceError(f"{uri}: unknown source scheme '{scheme}://'{suggestion(scheme, SCHEMES, n=1)} "
+                      f"(use one of {', '.join(s + '://' for s in SCHEMES)})")

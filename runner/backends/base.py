@@ -85,6 +85,10 @@ class LLM(ABC):
     @abstractmethod
     def count_tokens(self, text: str) -> int: ...
 
+    def load(self) -> None:  # noqa: B027 - optional hook: backends that load lazily load now
+        """Open the model now (weights, tokenizer, credentials), so a model that cannot be used fails
+        before any record is tried; the runner calls it as a stage starts."""
+
     def tokenizer(self) -> Any:
         """A Hugging Face tokenizer for this model when one is known (local weights or the zoo's
         ``tokenizer`` entry), else None."""

@@ -1,11 +1,16 @@
 """The openai backend: any OpenAI-compatible chat endpoint (OpenAI, GLM, a ``vllm serve`` or
-``recipe serve`` server) through the ``openai`` client's ``AsyncOpenAI``.
+``recipe serve`` server), through one aiohttp session per endpoint (``jsonhttp``: a fraction of the CPU
+per request of the ``openai``/``httpx`` stack, which a window of hundreds of requests a second needs).
 
 ``chat`` is synchronous for the caller; inside, the batch runs concurrently on a private event loop
-thread, at most ``concurrency`` requests in flight, under optional requests-per-minute and
-tokens-per-minute limits. Failed attempts are retried with exponential backoff and jitter, waiting
-exactly ``Retry-After`` when the server sends it. The client's own retries are off, so these are the only
-ones. An item that still fails comes back with ``ChatResult.error``; the batch never raises for it.
+thread, under optional requests-per-minute and tokens-per-minute limits. At most ``concurrency``
+requests are in flight per backend instance, across every ``chat`` call: callers in several threads (the
+batches of a map stage, stages side by side) share one window (``window``), refilled as each request
+finishes, earlier batches first; a request waiting out a retry or a ``Retry-After`` keeps its slot, and
+so does a finished one until ``on_result`` has journaled it. Failed attempts are retried with
+exponential backoff and jitter, waiting exactly ``Retry-After`` when the server sends it (the HTTP
+client only retries a request on a fresh connection when a kept-alive one turns out closed before any
+answer). An item that still fails comes back with ``ChatResult.error``; the batch never raises for it.
 
 Settings (endpoint, limits, prices, retries) are ``options.OpenAISettings``, from the zoo entry's ``api``
 block, its ``serving`` values and the recipe's options (``options.settings_for``).
@@ -15,8 +20,8 @@ instance in ``total``. With ``budget_usd`` set, once the total reaches it no fur
 requests in flight finish, each finished item is handed to ``on_result``, and ``BudgetExceeded`` is
 raised (its ``results`` attribute holds the finished items, None for those never sent).
 
-The API key is read from the environment variable named in ``api_key_env`` and never written to a log
-or an error message.
+The endpoint is ``base_url`` (default ``$OPENAI_BASE_URL``, else OpenAI's). The API key is read from the
+environment variable named in ``api_key_env`` and never written to a log or an error message.
 """
 
 from __future__ import annotations
@@ -34,8 +39,11 @@ from urllib.parse import urlparse
 
 from registry.resolved import ResolvedModel
 from runner.backends.base import LLM, BudgetExceeded, ChatResult, Sampling, TokenLogprob, Usage
+from runner.backends.handoff import Handoff
+from runner.backends.jsonhttp import JsonClient, Response, TransportError
 from runner.backends.options import OpenAISettings, settings_for
 from runner.backends.ratelimit import TokenBucket
+from runner.backends.window import Window, call_order
 
 __all__ = ["OpenAILLM", "OpenAISettings", "settings_for"]
 
@@ -50,6 +58,14 @@ class _Malformed(Exception):
 
 class _ContentFiltered(Exception):
     """The endpoint refused the content; retrying will not help."""
+
+
+class _StatusError(Exception):
+    """The endpoint answered with an HTTP error status."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"HTTP {response.status}")
+        self.response = response
 
 
 class OpenAILLM(LLM):
@@ -67,13 +83,16 @@ class OpenAILLM(LLM):
         self.stats = {"requests": 0, "retries": 0, "failed": 0}
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # replaceable in tests
         self._rng = random.Random()
+        self._gate = Window(settings.concurrency)  # shared by every chat() call, used on the loop
         self._rpm = TokenBucket(settings.rpm) if settings.rpm else None
         self._tpm = TokenBucket(settings.tpm) if settings.tpm else None
         self._tok: Any = None
-        self._client: Any = None
+        self._client: JsonClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        # journal appends of finished items, off the loop (they share fsyncs, so several threads)
+        self._reports = Handoff(max(4, min(16, settings.concurrency)), "openai-results")
 
     # ---- tokens --------------------------------------------------------------------------------------
 
@@ -108,37 +127,46 @@ class OpenAILLM(LLM):
         key = os.environ.get(self.settings.api_key_env)
         if key:
             return key
-        host = urlparse(self.settings.base_url or "").hostname or ""
+        host = urlparse(self._base_url()).hostname or ""
         if host in {"localhost", "127.0.0.1", "::1", "0.0.0.0"}:
             return "EMPTY"  # local servers (vllm serve, recipe serve) accept any key
         raise RuntimeError(
             f"model {self.name!r}: set the environment variable {self.settings.api_key_env} to the API key"
         )
 
+    def load(self) -> None:
+        """Nothing to load; a missing key is reported now rather than once per record."""
+        self._api_key()
+
     def _redact(self, text: str) -> str:
         key = os.environ.get(self.settings.api_key_env)
         return text.replace(key, "***") if key and len(key) >= 4 else text
 
-    def _get_client(self) -> Any:
+    def _get_client(self) -> JsonClient:
         if self._client is None:
-            from openai import AsyncOpenAI
-
-            self._client = AsyncOpenAI(
-                api_key=self._api_key(), base_url=self.settings.base_url, max_retries=0,
-                timeout=self.settings.timeout_s,
-            )
+            headers = {"Authorization": f"Bearer {self._api_key()}"}
+            # what the openai client sends from the same variables
+            for name, var in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
+                if os.environ.get(var):
+                    headers[name] = os.environ[var]
+            self._client = JsonClient(self._base_url(), headers, timeout=self.settings.timeout_s)
         return self._client
+
+    def _base_url(self) -> str:
+        return self.settings.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
 
     def close(self) -> None:
         if self._loop is None:
             return
         if self._client is not None:
-            self._run(self._client.close())
+            self._run(self._client.aclose())
             self._client = None
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._loop = None
+        self._gate = Window(self.settings.concurrency)
+        self._reports.close()
 
     # ---- chat ----------------------------------------------------------------------------------------
 
@@ -148,21 +176,23 @@ class OpenAILLM(LLM):
             return []
         # the callback is taken now, in the caller's thread: concurrent callers each keep their own
         report = on_result if on_result is not None else self.on_result
-        return self._run(self._chat_all(conversations, sampling, report))
+        return self._run(self._chat_all(conversations, sampling, report, call_order()))
 
     def _budget_reached(self) -> bool:
         budget = self.settings.budget_usd
         return budget is not None and self.total.cost_usd >= budget
 
     async def _chat_all(self, conversations: list[list[dict]], sampling: Sampling,
-                        report: Callable[[int, ChatResult], None] | None = None) -> list[ChatResult]:
+                        report: Callable[[int, ChatResult], None] | None = None, order: int = 0) -> list[ChatResult]:
         client = self._get_client()
         results: list[ChatResult | None] = [None] * len(conversations)
-        gate = asyncio.Semaphore(self.settings.concurrency)
+        gate = self._gate
+        stopped: list[BaseException] = []  # the caller could not take a result (its disk is full): send no more
 
         async def one(i: int) -> None:
-            async with gate:
-                if self._budget_reached():
+            await gate.acquire(order)
+            try:
+                if stopped or self._budget_reached():
                     return
                 result = await self._complete(client, conversations[i], sampling)
                 self.total.add(result.usage)
@@ -170,9 +200,19 @@ class OpenAILLM(LLM):
                     self.stats["failed"] += 1
                 results[i] = result
                 if report is not None:
-                    report(i, result)
+                    # journaling (a file write and fsync) runs off the loop, which serves every request
+                    # in flight; the slot is held until it is done, so a crash resends at most the
+                    # requests in flight
+                    try:
+                        await self._reports.run(report, i, result)
+                    except Exception as exc:  # noqa: BLE001 - raised once every request in flight is done
+                        stopped.append(exc)
+            finally:
+                gate.release()
 
         await asyncio.gather(*(one(i) for i in range(len(conversations))))
+        if stopped:
+            raise stopped[0]
         unsent = sum(r is None for r in results)
         if unsent:
             exc = BudgetExceeded(
@@ -214,11 +254,10 @@ class OpenAILLM(LLM):
                 await self._tpm.acquire(estimate)
             self.stats["requests"] += 1
             try:
-                # The plain POST skips the typed client's per-field request transform and response
-                # models (a large share of its CPU per request); the body is parsed here as JSON.
-                response = await client.post("/chat/completions", body=request, cast_to=object,
-                                             options={"timeout": self.settings.timeout_s})
-                result = self._parse(response, conversation)
+                response = await client.post("/chat/completions", request)
+                if not 200 <= response.status < 300:
+                    raise _StatusError(response)
+                result = self._parse(response.json(), conversation)
                 if self._tpm is not None:
                     used = result.usage.prompt_tokens + result.usage.completion_tokens
                     self._tpm.adjust(used - estimate)
@@ -242,19 +281,17 @@ class OpenAILLM(LLM):
 
     def _classify(self, exc: Exception) -> tuple[bool, float | None, str]:
         """(retryable, Retry-After seconds or None, a message safe to log)."""
-        import openai
-
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, TimeoutError):
             return True, None, f"timed out after {self.settings.timeout_s}s"
-        if isinstance(exc, openai.APIConnectionError):
+        if isinstance(exc, (TransportError, OSError)):
             return True, None, self._redact(f"connection error: {exc}")
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            message = self._redact(f"HTTP {status}: {_error_text(exc)}")
+        if isinstance(exc, _StatusError):
+            status = exc.response.status
+            message = self._redact(f"HTTP {status}: {_error_text(exc.response)}")
             return status in RETRYABLE_STATUS, _retry_after(exc.response.headers), message
         if isinstance(exc, _ContentFiltered):
             return False, None, "the endpoint filtered the content"
-        if isinstance(exc, (openai.APIResponseValidationError, _Malformed, ValueError)):
+        if isinstance(exc, (_Malformed, ValueError)):
             return True, None, self._redact(f"malformed response: {type(exc).__name__}: {exc}")[:500]
         return False, None, self._redact(f"{type(exc).__name__}: {exc}")[:500]
 
@@ -315,13 +352,19 @@ def _retry_after(headers: Any) -> float | None:
     return max(0.0, email.utils.mktime_tz(parsed) - time.time())
 
 
-def _error_text(exc: Any) -> str:
-    body = getattr(exc, "body", None)
+def _error_text(response: Response) -> str:
+    """The error message of an OpenAI-style error body, else the body's text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
             return str(inner["message"])[:500]
-    return str(getattr(exc, "message", exc))[:500]
+        if isinstance(inner, str):
+            return inner[:500]
+    return response.text().strip()[:500] or "(no body)"
 
 
 def _logprobs(raw: Any) -> list[TokenLogprob] | None:

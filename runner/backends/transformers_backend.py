@@ -78,6 +78,10 @@ class TransformersLLM(LLM):
                 self._lm = load_causal_lm(self.model, dtype=self.dtype, device=self.device_name)
             return self._lm
 
+    def load(self) -> None:
+        self.tokenizer()
+        self._model()
+
     @property
     def device(self) -> Any:
         return self._model().device

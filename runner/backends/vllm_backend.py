@@ -176,6 +176,9 @@ class VLLMLLM(LLM):
                 self._engine = vllm.LLM(**engine_kwargs(self.model, self.options, path))
             return self._engine
 
+    def load(self) -> None:
+        self._get_engine()
+
     @property
     def context_length(self) -> int | None:
         limit = self.options.get("max_model_len") or self.model.serving.get("max_model_len")

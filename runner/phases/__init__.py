@@ -4,7 +4,8 @@ Each phase takes what it needs and returns what it built with the problems it fo
 a problem a person can fix), so one ``recipe validate`` reports everything at once:
 
 1. ``read``: the YAML with positions, the profile overlay, command-line overrides;
-2. ``schema``: the recipe file format, the stage specs and model roles;
+2. ``secrets`` (inline keys, tokens, passwords; the variables named as holding them) and ``schema``:
+   the recipe file format, the stage specs and model roles;
 3. ``models``: the zoo, the roles' zoo names, the stages' model bindings;
 4. ``options``: each role's backend options against the options of the backend that serves it;
 5. ``stages``: the components and their params;

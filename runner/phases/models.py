@@ -41,10 +41,14 @@ def open_zoo(base_dir: Path, zoo_files: list[str]) -> tuple[Any, list[Problem]]:
 
 def zoo_problem(zoo: Any, name: str) -> str | None:
     """What is wrong with ``name`` as a zoo name or source URI, or None (also when there is no zoo)."""
-    if any(name.startswith(s) for s in URI_SCHEMES):
-        return None
     if "://" in name:
-        return f"unknown model source scheme in {name!r} (use one of {', '.join(URI_SCHEMES)})"
+        from registry.sources import SourceError, parse_source
+
+        try:
+            parse_source(name)
+        except SourceError as e:
+            return str(e)
+        return None
     if zoo is None:
         return None
     try:

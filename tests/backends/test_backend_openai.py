@@ -225,6 +225,33 @@ def test_budget_lets_in_flight_requests_finish(monkeypatch):
     assert llm.total.cost_usd == pytest.approx(len(seen))
 
 
+def test_a_result_the_caller_cannot_keep_stops_sending_and_is_raised(monkeypatch):
+    """The runner's journal raises when its disk is full: no further request goes out for that batch."""
+    monkeypatch.setenv("RECIPE_TEST_API_KEY", "sk-test")
+    scripted = ScriptedLLM(echo)
+    with running(scripted) as server:
+        llm = open_llm(api_model(server), options={"concurrency": 1})
+
+        def keep(i: int, r: ChatResult) -> None:
+            if i == 1:
+                raise OSError(28, "No space left on device")
+
+        try:
+            with pytest.raises(OSError, match="No space left"):
+                llm.chat([[{"role": "user", "content": f"q{i}"}] for i in range(6)], Sampling(), on_result=keep)
+        finally:
+            llm.close()
+    assert [c[0][-1]["content"] for c in scripted.calls] == ["q0", "q1"]
+
+
+def test_a_missing_key_is_reported_when_the_model_loads(monkeypatch):
+    monkeypatch.delenv("RECIPE_TEST_API_KEY", raising=False)
+    model = ResolvedModel(name="remote", source="openai://gpt-x", backend="openai",
+                          api={"base_url": "https://api.example.invalid/v1", "api_key_env": "RECIPE_TEST_API_KEY"})
+    with pytest.raises(RuntimeError, match="set the environment variable RECIPE_TEST_API_KEY"):
+        open_llm(model).load()
+
+
 def test_api_key_is_sent_but_never_logged_or_put_in_errors(monkeypatch, caplog):
     secret = "sk-planted-9f8e7d6c5b4a3921"
     monkeypatch.setenv("RECIPE_TEST_API_KEY", secret)

@@ -207,3 +207,16 @@ def test_model_loads_lazily_and_once(tiny_llama, monkeypatch):
     llm.chat(CONVS[:1], Sampling(max_new_tokens=2))
     llm.score(["the fox"])
     assert len(calls) == 1
+
+
+def test_load_opens_the_weights_now_and_fails_for_a_folder_without_them(tiny_llama: Path, tmp_path: Path):
+    llm = TransformersLLM(ResolvedModel(name="tiny", source="file://tiny", path=tiny_llama), device="cpu")
+    llm.load()
+    assert llm._lm is not None and llm._tok is not None
+    (tmp_path / "config.json").write_text((tiny_llama / "config.json").read_text())
+    for f in tiny_llama.iterdir():  # the tokenizer and config, but no weights
+        if "token" in f.name:
+            (tmp_path / f.name).write_bytes(f.read_bytes())
+    empty = TransformersLLM(ResolvedModel(name="no-weights", source="file://x", path=tmp_path), device="cpu")
+    with pytest.raises(OSError, match="model.safetensors|pytorch_model.bin"):
+        empty.load()

@@ -35,6 +35,7 @@ class Ask(MapComponent):
 
     class Params(Params):
         fail_on: str | None = None
+        fail_while: str | None = Field(None, description="a file: every record fails while it exists")
         sleep: float = 0.0
         max_new_tokens: int = 8
 
@@ -47,6 +48,8 @@ class Ask(MapComponent):
         for r, res in zip(batch, results):
             if self.params.fail_on and self.params.fail_on in r["text"]:
                 out.append(Failed("unparsable answer", raw=res.text))
+            elif self.params.fail_while and os.path.exists(self.params.fail_while):
+                out.append(Failed("the service is down"))
             else:
                 out.append({**r, "answer": res.text})
         return out

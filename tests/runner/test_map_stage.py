@@ -62,9 +62,26 @@ def wal(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_unique_keys_number_repeats():
-    assert unique_keys([{"id": "a"}, {"id": "b"}, {"id": "a"}, {"idx": 7}, {"id": "a"}]) == \
-        ["a", "b", "a#1", "7", "a#2"]
+def test_unique_keys_number_repeated_content_but_refuse_repeated_ids():
+    from runner.map_stage import DuplicateIds
+
+    same = {"text": "no id"}
+    keys = unique_keys([{"id": "a"}, same, {"idx": 7}, dict(same), {"id": "b"}])
+    assert keys[0] == "a" and keys[2] == "7" and keys[4] == "b" and keys[3] == keys[1] + "#1"
+    with pytest.raises(DuplicateIds, match=r"records #1 and #3 of the input both have id 'a'"):
+        unique_keys([{"id": "a"}, {"id": "b"}, {"id": "a"}])
+    with pytest.raises(DuplicateIds, match=r"records #2 and #3 of the input both have idx '4'"):
+        unique_keys([{"idx": 3}, {"idx": 4}, {"idx": "4"}])
+
+
+def test_a_map_stage_with_duplicate_ids_fails_before_any_record(tmp_path):
+    from runner.errors import StageFailure
+
+    comp = Upper()
+    with pytest.raises(StageFailure, match=r"stage 's': records #2 and #4 of the input both have id 'x'"):
+        run(tmp_path, comp, [{"id": "w", "text": "a"}, {"id": "x", "text": "b"}, {"id": "y", "text": "c"},
+                             {"id": "x", "text": "d"}])
+    assert comp.calls == [] and not (tmp_path / "wal.jsonl").exists()
 
 
 def test_shard_names():

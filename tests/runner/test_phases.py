@@ -154,3 +154,51 @@ def test_publish_targets_and_artifacts():
     assert msgs == ["unknown publish target 's3://b' (use hf://org/name or file://folder)",
                     "no stage named 'bb' — did you mean 'b'?"]
     assert [p.message for p in check_publish({"to": "hf://org"}, [])] == ["'hf://org': a Hub target is hf://org/name"]
+
+
+# ---------------------------------------------------------------------------------------------- secrets
+
+def test_inline_secrets_anywhere_in_a_recipe_are_located_and_reported_once(tmp_path):
+    from runner.load import load_recipe
+
+    p = write(tmp_path / "r.yaml", """\
+recipe: demo
+models:
+  g: {name: tiny-random-llama, options: {api_key: sk-inline-1}}
+profiles:
+  paper:
+    models: {g: {name: tiny-random-llama, options: {password: hunter22}}}
+stages:
+  nums:
+    type: demo_components:Numbers
+    params: {n: 3, token: abc}
+""")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(p)
+    assert e.value.lines() == [
+        f"{p}:3:51: models.g.options.api_key: 'api_key' holds a secret written into the recipe; put it in an "
+        "environment variable and name that instead (api_key_env: MY_VARIABLE)",
+        f"{p}:6:63: profiles.paper.models.g.options.password: 'password' holds a secret written into the recipe; "
+        "put it in an environment variable and name that instead (password_env: MY_VARIABLE)",
+        f"{p}:10:27: stages.nums.params.token: 'token' holds a secret written into the recipe; put it in an "
+        "environment variable and name that instead (token_env: MY_VARIABLE)",
+    ]
+
+
+def test_a_key_variable_named_in_model_options_is_masked_once_the_recipe_loads(tmp_path, monkeypatch):
+    from registry.secrets import redact
+    from runner.load import load_recipe
+
+    monkeypatch.setenv("ACME_OPTIONS_VAR", "value-named-in-options")
+    monkeypatch.setenv("ACME_URI_VAR", "value-named-in-a-uri")
+    p = write(tmp_path / "r.yaml", """\
+recipe: demo
+models:
+  g: {name: "openai://m?base_url=http://127.0.0.1:9/v1", options: {api_key_env: ACME_OPTIONS_VAR}}
+  h: "openai://m?base_url=http://127.0.0.1:9/v1&api_key_env=ACME_URI_VAR"
+stages:
+  nums: {type: demo_components:Numbers}
+""")
+    assert redact("value-named-in-options value-named-in-a-uri") == "value-named-in-options value-named-in-a-uri"
+    load_recipe(p)
+    assert redact("value-named-in-options value-named-in-a-uri") == "*** ***"

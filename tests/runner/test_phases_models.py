@@ -43,8 +43,9 @@ def zoo(tmp_path, monkeypatch):
 def test_zoo_names_and_uris(zoo):
     assert zoo_problem(zoo, "local") is None
     assert zoo_problem(zoo, "random://llama") is None
-    assert zoo_problem(zoo, "s3://x") == ("unknown model source scheme in 's3://x' "
-                                          "(use one of hf://, file://, random://, openai://, pypi://)")
+    assert zoo_problem(zoo, "s3://x") == ("s3://x: unknown source scheme 's3://' "
+                                          "(use one of hf://, pypi://, file://, openai://, random://)")
+    assert zoo_problem(zoo, "hf://../../x") == "hf://../../x: expected hf://org/name[@revision] (letters, digits, - _ .)"
     assert zoo_problem(zoo, "locall") == "unknown zoo model 'locall' — did you mean 'local'?"
     assert zoo_problem(None, "anything") is None  # no zoo: nothing to check names against
 

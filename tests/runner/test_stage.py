@@ -63,7 +63,7 @@ def test_a_failing_summary_fails_the_stage_after_its_records_are_written(tmp_pat
     assert len((f.dir("broken") / "records.jsonl").read_text().splitlines()) == 3
 
 
-def test_decide_reuses_a_done_folder_unless_its_failed_records_are_retried(tmp_path):
+def test_decide_reuses_a_done_folder_whose_failures_are_within_its_limit(tmp_path):
     f = folders(tmp_path)
     assert decide(f, "nums", retry_failed=False).cached is None  # nothing there yet
     fp = f.fingerprint("nums")
@@ -71,13 +71,47 @@ def test_decide_reuses_a_done_folder_unless_its_failed_records_are_retried(tmp_p
                                                         "counts": {"in": 3, "out": 2, "failed": 1},
                                                         "seconds": 1.5, "usage": {"calls": 4}})
     atomic_write_json(f.dir("nums") / "metrics.json", {"acc": 0.5})
-    d = decide(f, "nums", retry_failed=False)
+    d = decide(f, "nums", retry_failed=False, limit=1)
     assert d.cached is not None and not d.in_place
     assert (d.cached.status, d.cached.fingerprint, d.cached.dir) == ("cached", fp, f.dir("nums"))
     assert (d.cached.counts["failed"], d.cached.seconds, d.cached.usage, d.cached.metrics) == \
         (1, 1.5, {"calls": 4}, {"acc": 0.5})
-    d = decide(f, "nums", retry_failed=True)
+    assert decide(f, "nums", retry_failed=False, limit=0.34).cached is not None  # 1 of 3 is within 34 %
+    # --retry-failed asks for failures within the limit too
+    d = decide(f, "nums", retry_failed=True, limit=1)
     assert d.cached is None and d.in_place and d.revision == 3
+
+
+def test_decide_runs_failed_records_again_when_beyond_the_limit(tmp_path):
+    f = folders(tmp_path)
+    atomic_write_json(f.dir("nums") / "manifest.json", {"fingerprint": f.fingerprint("nums"), "status": "done",
+                                                        "counts": {"in": 3, "out": 2, "failed": 1}})
+    for limit in (0, 0.3):
+        d = decide(f, "nums", retry_failed=False, limit=limit)
+        assert d.cached is None and d.in_place and d.revision == 1
+        assert d.note == "stage nums: trying its 1 failed record(s) again (records that succeeded are kept)"
+
+
+def test_decide_runs_again_a_done_folder_whose_files_changed(tmp_path):
+    from runner.store import file_sums
+
+    f = folders(tmp_path)
+    sdir = f.dir("nums")
+    sdir.mkdir(parents=True)
+    write(sdir / "records.jsonl", '{"id": "r0"}\n{"id": "r1"}\n')
+    m = {"fingerprint": f.fingerprint("nums"), "status": "done", "counts": {"in": 0, "out": 2, "failed": 0},
+         "files": file_sums(sdir)}
+    atomic_write_json(sdir / "manifest.json", m)
+    assert m["files"]["records.jsonl"]["lines"] == 2
+    assert decide(f, "nums", retry_failed=False).cached is not None
+    write(sdir / "records.jsonl", '{"id": "r0"}\n')  # lost its last line
+    d = decide(f, "nums", retry_failed=False)
+    assert d.cached is None and not d.in_place and d.revision == 0
+    assert d.note.startswith(f"stage nums: {sdir / 'records.jsonl'} has 13 bytes, but the stage wrote 26")
+    write(sdir / "records.jsonl", '{"id": "r0"}\n{"id": "r9"}\n')  # same size, other content
+    assert "changed since the stage wrote it" in decide(f, "nums", retry_failed=False).note
+    (sdir / "records.jsonl").unlink()
+    assert "records.jsonl is missing" in decide(f, "nums", retry_failed=False).note
 
 
 def test_decide_runs_again_a_folder_left_running_or_failed(tmp_path):
