@@ -85,12 +85,11 @@ class SegmentAttention:
         import torch
 
         batch, heads, n_q, dim = query.shape
-        n_k = key.shape[2]
+        kv_heads, n_k = key.shape[1], key.shape[2]
+        groups = heads // kv_heads  # grouped-query attention: query head h reads key head h // groups
         if self.rows[1] > n_q:
             raise ValueError(f"query rows {self.rows} beyond the sequence ({n_q} tokens)")
-        if key.shape[1] != heads:  # grouped-query attention: each key head serves heads/kv query heads
-            key = key.repeat_interleave(heads // key.shape[1], dim=1)
-        keys_t = key.float().transpose(-1, -2)
+        keys_t = key.float().transpose(-1, -2)[:, :, None]  # [b, kv, 1, d, n_k], not repeated per group
         scale = scaling if scaling is not None else dim ** -0.5
         starts = torch.tensor([s for s, _ in self.segments], device=query.device)
         ends = torch.tensor([e for _, e in self.segments], device=query.device)
@@ -99,7 +98,8 @@ class SegmentAttention:
         total = torch.zeros(batch, len(self.segments), dtype=torch.float32, device=query.device)
         for c0 in range(self.rows[0], self.rows[1], self.chunk_rows):
             c1 = min(c0 + self.chunk_rows, self.rows[1])
-            scores = torch.matmul(query[:, :, c0:c1].float(), keys_t) * scale  # [b, h, C, n_k]
+            q = query[:, :, c0:c1].float().reshape(batch, kv_heads, groups, c1 - c0, dim)
+            scores = torch.matmul(q, keys_t).reshape(batch, heads, c1 - c0, n_k) * scale
             scores = _masked(scores, mask, c0, c1, offset)
             probs = torch.softmax(scores, dim=-1).mean(dim=1)  # heads averaged: [b, C, n_k]
             cum = torch.nn.functional.pad(probs.cumsum(dim=-1), (1, 0))
