@@ -154,6 +154,10 @@ class Component:
     template_params: ClassVar[dict[str, str]] = {}
     # names a template may use that the component fills itself rather than the record (e.g. a scale)
     template_vars: ClassVar[frozenset[str]] = frozenset()
+    # reply name -> kind of the format (``regex``, ``json_schema``, ``grammar``) the component enforces on
+    # that model reply when its ``constrained`` param is on (``components.formats``); ``recipe validate``
+    # checks that the stage's model can enforce those kinds
+    reply_formats: ClassVar[dict[str, str]] = {}
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params if params is not None else self.Params()

@@ -6,7 +6,9 @@ result), the backends (loading for inference), the zoo (facts of a trained model
 by ``read_trained`` / ``write_trained`` as a ``TrainedModel``. With ``adapter: true`` the folder is a PEFT
 adapter over the model at ``base_path``: loading it loads the base, applies the adapter and merges it
 (plain inference speed); the tokenizer comes from the trained folder, since training may have added
-tokens. Without an adapter the trained folder is a full model folder.
+tokens. A published adapter names no ``base_path`` (no path of the machine that trained it): its base is
+the model its ``base_source`` names, a Hub id, pulled through the zoo. Without an adapter the trained
+folder is a full model folder.
 
 torch, transformers and peft are imported inside the functions so importing this module stays cheap.
 """
@@ -58,8 +60,12 @@ class TrainedModel(BaseModel):
 
     base: str | None = Field(None, description="zoo name of the model it was trained from")
     base_source: str | None = Field(None, description="source URI of that model")
-    base_path: Path | None = Field(None, description="its local folder; a relative path is relative to this folder")
-    adapter: bool = Field(False, description="true: a PEFT adapter over base_path; false: full weights")
+    base_pin: str | None = Field(None, description="what pins that model (a Hub commit sha, a content hash)")
+    base_license: str | None = Field(None, description="the license of that model's weights (its zoo entry's)")
+    base_path: Path | None = Field(
+        None, description="its local folder; a relative path is relative to this folder; absent in a published "
+        "folder, whose adapter's base is found by base_source")
+    adapter: bool = Field(False, description="true: a PEFT adapter over the base; false: full weights")
     training: TrainingSummary | None = None
 
 
@@ -95,9 +101,18 @@ def is_adapter(folder: Path | str) -> bool:
 
 
 def _adapter_base(folder: Path, info: TrainedModel) -> Path:
-    if info.base_path is None:
-        raise ValueError(f"{folder / TRAINED_MODEL_FILE} marks an adapter but names no base_path")
-    return info.base_path
+    """The local folder of an adapter's base: ``base_path``, or for a published adapter (which holds no
+    path of the machine that trained it) the model its ``base_source`` names, through the zoo."""
+    if info.base_path is not None:
+        return info.base_path
+    if info.base_source:
+        from registry.zoo import Zoo  # the zoo reads trained folders through this module
+
+        path = Zoo.load().resolve(info.base_source).path
+        if path is not None:
+            return path
+    raise ValueError(f"{folder / TRAINED_MODEL_FILE} marks an adapter but names neither base_path nor a "
+                     "base_source with local weights")
 
 
 def has_tokenizer_files(folder: Path) -> bool:
@@ -138,8 +153,8 @@ def load_tokenizer(model: ResolvedModel | Path | str, *, padding_side: str | Non
     folder = model_folder(model)
     info = read_trained(folder)
     source = folder
-    if info is not None and not has_tokenizer_files(folder) and info.base_path is not None:
-        source = info.base_path
+    if info is not None and not has_tokenizer_files(folder) and (info.base_path is not None or info.adapter):
+        source = info.base_path or _adapter_base(folder, info)
     tok = AutoTokenizer.from_pretrained(str(source))
     if tok.pad_token is None:
         if tok.eos_token is not None:

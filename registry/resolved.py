@@ -27,6 +27,7 @@ class ResolvedModel(BaseModel):
     context_length: int | None = None
     chat_template: str | None = None  # jinja text, overriding the tokenizer's own when set
     tokenizer: str | None = None  # for API models: a zoo name whose tokenizer counts tokens
+    license: str | None = None  # the zoo entry's license of the weights (a published fine-tune's card names it)
     api: dict[str, Any] = Field(default_factory=dict)  # base_url, api_key_env, model_id, prices
     serving: dict[str, Any] = Field(default_factory=dict)  # backend options (dtype, max_model_len, ...)
 

@@ -337,7 +337,7 @@ class Zoo:
 
     def _resolved(self, entry: ZooEntry, source: Source, record: PullRecord | None) -> ResolvedModel:
         path = Path(record.path) if record and record.path else None
-        facts = entry.model_dump(include={"kind", "family", "context_length", "chat_template"})
+        facts = entry.model_dump(include={"kind", "family", "context_length", "chat_template", "license"})
         base = self._trained_base(path)
         if base is not None:  # a trained model folder: unset facts come from the model it was tuned from
             facts |= {k: v for k, v in base.model_dump(include=set(facts)).items() if facts[k] is None}

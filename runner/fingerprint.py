@@ -108,6 +108,13 @@ def model_identity(binding: Binding, zoo: Zoo, fingerprints: Mapping[str, str]) 
     return ["zoo", source, pin, settings, binding.backend, opts]
 
 
+def fingerprinted(field: Any) -> bool:
+    """Whether a component param counts in the fingerprint: all do but those marked
+    ``json_schema_extra={"fingerprint": False}`` (how a run is watched, e.g. experiment trackers)."""
+    extra = getattr(field, "json_schema_extra", None)
+    return not (isinstance(extra, dict) and extra.get("fingerprint") is False)
+
+
 def stage_fingerprints(loaded: LoadedRecipe, zoo: Zoo, revision: Callable[[str, str], int]) -> dict[str, str]:
     """Every stage's fingerprint, in dependency order, computed without loading any model.
 
@@ -118,8 +125,8 @@ def stage_fingerprints(loaded: LoadedRecipe, zoo: Zoo, revision: Callable[[str, 
     for s in loaded.order:
         comp = loaded.components[s]
         spec = loaded.recipe.stages[s]
-        params = comp.params.model_dump(mode="json")
         fields = comp.Params.model_fields
+        params = {k: v for k, v in comp.params.model_dump(mode="json").items() if fingerprinted(fields.get(k))}
         path_keys = [k for k in params if k in fields and is_path_field(k, fields[k].annotation)]
         # a source stage (nothing connected upstream) depends on the files it reads; other stages'
         # path params are usually outputs, whose content must not change their own fingerprint

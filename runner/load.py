@@ -8,6 +8,7 @@ in order and raises one RecipeError with every problem.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from runner.overrides import deep_merge, parse_override
 from runner.phases.fields import check_templates, record_fields
 from runner.phases.graph import check_publish, order_stages, wire_inputs
 from runner.phases.models import Binding, bind_models, check_roles, open_zoo
-from runner.phases.options import check_options
+from runner.phases.options import check_formats, check_options
 from runner.phases.read import base_dir_of, read_recipe_data
 from runner.phases.schema import check_schema
 from runner.phases.secrets import check_secrets
@@ -27,6 +28,8 @@ from runner.phases.stages import build_components
 from runner.schema import Recipe
 
 __all__ = ["Binding", "LoadedRecipe", "load_recipe", "parse_override", "deep_merge", "read_recipe_data"]
+
+log = logging.getLogger("recipe.load")
 
 
 @dataclass
@@ -41,6 +44,8 @@ class LoadedRecipe:
     order: list[str]  # stages in dependency order
     deps: dict[str, list[str]]  # stage → upstream stages (inputs and trained models)
     raw: dict[str, Any]  # the merged recipe data, params as written (not defaults)
+    # a replayed lockfile: how this environment differs from the locked one (runner.environment), or None
+    env_warning: str | None = None
 
     @property
     def name(self) -> str:
@@ -73,6 +78,7 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: list[st
     problems += found
     for name, ups in model_deps.items():
         deps[name] += ups
+    problems += check_formats(comps, bindings, zoo)
 
     order, cycles = order_stages(deps, names)
     problems += cycles
@@ -89,7 +95,21 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: list[st
     if problems or specs.recipe is None:
         raise RecipeError(_dedupe(problems), smap)
     return LoadedRecipe(recipe=specs.recipe, smap=smap, path=path, base_dir=base_dir, profile=profile,
-                        components=comps, bindings=bindings, order=order, deps=deps, raw=data)
+                        components=comps, bindings=bindings, order=order, deps=deps, raw=data,
+                        env_warning=_environment_warning(path, data))
+
+
+def _environment_warning(path: Path, data: dict[str, Any]) -> str | None:
+    """For a lockfile: a warning naming the packages this environment has at other versions (logged)."""
+    from runner.environment import difference_warning
+
+    lock = data.get("lock")
+    if not isinstance(lock, dict) or not isinstance(lock.get("packages"), dict):
+        return None
+    warning = difference_warning(lock)
+    if warning:
+        log.warning("%s: %s", path, warning)
+    return warning
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

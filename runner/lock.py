@@ -1,7 +1,9 @@
 """``recipe.lock.yaml``: the run as it really ran — defaults filled in, models pinned, versions, hashes.
 
 The lockfile is itself a recipe (plus a ``lock:`` section), so ``recipe run recipe.lock.yaml`` repeats the
-run; relative paths keep working because ``lock.recipe_dir`` points back at the recipe's folder.
+run; relative paths keep working because ``lock.recipe_dir`` points back at the recipe's folder. The
+``lock:`` section also records every installed distribution and the torch build (``runner.environment``);
+replaying the lockfile warns, naming the packages, where the environment differs.
 """
 
 from __future__ import annotations
@@ -9,28 +11,15 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import yaml
 
 from registry.secrets import redact
+from runner.environment import environment
 from runner.fingerprint import relative_to, text_hash
 from runner.folders import StageFolders
 from runner.paths import is_path_field, resolve_one
-
-PACKAGES = ("recipe-zoo", "torch", "transformers", "peft", "accelerate", "huggingface_hub", "openai", "datasets",
-            "pydantic", "nltk", "gguf", "safetensors", "tokenizers", "vllm")
-
-
-def package_versions() -> dict[str, str]:
-    out = {}
-    for p in PACKAGES:
-        try:
-            out[p] = version(p)
-        except PackageNotFoundError:
-            continue
-    return out
 
 
 def build_lock(folders: StageFolders, model_pins: dict[str, dict]) -> dict[str, Any]:
@@ -64,6 +53,7 @@ def build_lock(folders: StageFolders, model_pins: dict[str, dict]) -> dict[str, 
         pinned[ref] = {"source": entry.source if entry else ref, "pin": folders.zoo.pin(ref)}
     pinned.update({k: v for k, v in model_pins.items() if v.get("pin")})
     lock_dir = folders.root
+    env = environment()
     data = {
         "recipe": recipe.recipe,
         "description": recipe.description,
@@ -74,7 +64,8 @@ def build_lock(folders: StageFolders, model_pins: dict[str, dict]) -> dict[str, 
         "stages": stages,
         "publish": recipe.publish.model_dump(mode="json") if recipe.publish else None,
         "lock": {
-            "recipe_file": str(loaded.path),
+            # relative to the recipe folder: no absolute path of this machine goes into a published lockfile
+            "recipe_file": os.path.relpath(loaded.path.resolve(), loaded.base_dir),
             "recipe_dir": os.path.relpath(loaded.base_dir, lock_dir),
             "profile": loaded.profile,
             "models": pinned,
@@ -82,9 +73,10 @@ def build_lock(folders: StageFolders, model_pins: dict[str, dict]) -> dict[str, 
             "prompts": {s: {k: text_hash(v) for k, v in loaded.components[s].prompt_texts().items()}
                         for s in loaded.order if loaded.components[s].prompt_texts()},
             "stage_seeds": {s: folders.seed(s) for s in loaded.order},
-            "packages": package_versions(),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
+            "torch": env["torch"],
+            "packages": env["packages"],  # every installed distribution (see runner.environment)
         },
     }
     if data["publish"] is None:

@@ -27,6 +27,7 @@ from runner.models import ModelManager
 from runner.progress import Progress, StageProgress
 from runner.results import StageOutput, StageResult
 from runner.store import check_files, file_sums, is_disk_fault, write_fault
+from runner.tracking import log_judge_metrics
 from runner.whole_stage import run_whole
 
 log = logging.getLogger("recipe.run")
@@ -196,6 +197,7 @@ class StageRun:
             manifest.failed(f"{type(e).__name__}: {e}", usage_of(meter))
             raise StageFailure(s, f"{type(e).__name__}: {e}") from e
         folders.keep_records(s, output.records)
+        log_judge_metrics(folders, s, comp.type, metrics)  # into the tracker run of the model it scored
         log.info("stage %s: done in %.1fs, %s", s, seconds, output.counts)
         return StageResult(s, fp, "ran", sdir, output.counts, seconds, usage, metrics)
 

@@ -159,9 +159,9 @@ class AppendLog:
             os.close(fd)
 
 
-# what a finished stage wrote and the manifest vouches for: not its logs (they only grow), its scratch
-# space or the manifest itself
-_UNCHECKED = ("manifest.json", "scratch")
+# what a finished stage wrote and the manifest vouches for: not its logs (they only grow; a trainer's
+# tracker run in tracking/ gets its judges' metrics later), its scratch space or the manifest itself
+_UNCHECKED = ("manifest.json", "scratch", "tracking")
 _LOGS = ("wal", "calls")
 
 

@@ -13,9 +13,11 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
+from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out
+from components.formats import Constrained, bounded_text, chat_each, constrained, spans
 from components.templates import render
 from components.text import number_sentences, repair_tags, statement_segments, truncate_middle
+from runner.backends.base import Format, Sampling
 
 # The one instruction of LongCite-style models: the inference prompt here and the CoF SFT records
 # (``cof.filter``) use this same text.
@@ -32,6 +34,8 @@ USER_TEMPLATE = "{instruction}\n\n[Document Start]\n{context}\n[Document End]\n\
 
 MAX_SPANS = 3
 TEMPLATE_ALLOWANCE = 64  # tokens left for the chat template's role markers
+STATEMENT_CHARS = 400  # longest statement text the format allows
+TAG_ALLOWANCE = 64  # tokens of tags and spans around one statement
 _RANGE = re.compile(r"\[\s*(\d+)\s*-\s*(\d+)\s*\]")
 
 
@@ -89,6 +93,20 @@ def parse_output(output: str, chunks: list[dict]) -> tuple[list[dict], str]:
     return statements, "".join(rebuilt).strip()
 
 
+def answer_format(n_sentences: int, max_new_tokens: int) -> Format:
+    """The cited answer: one or more ``<statement>S<cite>[s-e]…</cite></statement>`` blocks (up to 3
+    spans of the ``n_sentences`` numbered sentences each, ``s ≤ e``; an empty cite is allowed), separated
+    by at most two whitespace characters. A statement's text has no ``<`` and is at most ``STATEMENT_CHARS``
+    characters (``bounded_text``), fewer when ``max_new_tokens`` is small: 3 characters per token of the
+    budget left after the tags (English text averages about 4), so the first statement normally closes,
+    with its citations, within the budget. (A statement cut off by the budget still parses.)"""
+    text_chars = max(16, min(STATEMENT_CHARS, 3 * (max_new_tokens - TAG_ALLOWANCE)))
+    span = r"\[" + spans(n_sentences) + r"\]"
+    statement = (r"<statement>[^<\s]" + bounded_text(text_chars - 1, "<") + "<cite>(" + span + "){0,"
+                 + str(MAX_SPANS) + r"}</cite></statement>")
+    return Format.regex(f"({statement}\\s{{0,2}})+")
+
+
 def parse_citations(output: str, chunks: list[dict]) -> list[dict]:
     """Statements with their cited sentences, in order, from LongCite-style model output.
 
@@ -121,9 +139,10 @@ class LongCiteDecoder(MapComponent):
     models: ClassVar[dict[str, ModelSlot]] = {
         "model": ModelSlot("chat", doc="the model that answers with citations")}
     prompts: ClassVar[dict[str, str]] = {"instruction": LONGCITE_INSTRUCTION, "user": USER_TEMPLATE}
+    reply_formats: ClassVar[dict[str, str]] = {"answer": "regex"}
     batch_size = 4
 
-    class Params(Params):
+    class Params(Constrained):
         max_input_tokens: int = Field(128000, ge=2, description=(
             "prompt length limit in tokens of the model's tokenizer (whitespace words when it has none); "
             "longer prompts lose their middle after the sentences are numbered"))
@@ -143,8 +162,6 @@ class LongCiteDecoder(MapComponent):
                         completion_tokens=(n or 0) * self.params.max_new_tokens)
 
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
-        from runner.backends.base import Sampling
-
         p = self.params
         llm = ctx.model()
         tokenizer = llm.tokenizer()
@@ -157,8 +174,12 @@ class LongCiteDecoder(MapComponent):
             prompt = longcite_user_prompt(text, record["query"])
             prompt = truncate_middle(prompt, tokenizer, limit)
             conversations.append([{"role": "user", "content": prompt}])
-        results = llm.chat(conversations, Sampling(temperature=p.temperature, top_p=p.top_p,
-                                                   max_new_tokens=p.max_new_tokens))
+        sampling = Sampling(temperature=p.temperature, top_p=p.top_p, max_new_tokens=p.max_new_tokens)
+        samplings = [sampling] * len(batch)
+        if constrained(llm, p.constrained):  # one format per number of sentences
+            samplings = [sampling.model_copy(update={"format": answer_format(len(chunks), p.max_new_tokens)})
+                         for chunks, _ in numbered]
+        results = chat_each(llm, conversations, samplings)
         out: list[Out] = []
         for record, (chunks, text), result in zip(batch, numbered, results):
             if result.error:

@@ -19,6 +19,9 @@ that came back (kept for the failures ledger or a ``*_raw`` field), the number o
 call's backend error. What a judge does with an unparsed verdict is its own decision (fail the record
 with ``Verdict.failure``, keep it with a null score, score it 0): the helper only asks.
 
+A judge whose verdict format is enforced while decoding (``Sampling.format``, see ``components.formats``)
+gets a parsable reply on the first ask; re-asks then only follow backend errors or a reply cut short.
+
 A judge declares the two settings under these names: ``tries`` (asks per conversation, at least 1) and
 ``retry_temperature``. Typical use in a judge's ``process``::
 
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from components.base import Failed
+from components.formats import group_by_sampling
 from runner.backends.base import LLM, Sampling
 
 V = TypeVar("V")
@@ -106,7 +110,7 @@ def ask_until_parsed(
     for attempt in range(tries):
         if not pending:
             break
-        for group in _by_sampling(pending, samplings):
+        for group in group_by_sampling(samplings, pending):
             sent = retry_sampling(samplings[group[0]], attempt, retry_temperature)
             results = llm.chat([conversations[i] for i in group], sent)
             for i, res in zip(group, results, strict=True):
@@ -119,17 +123,3 @@ def ask_until_parsed(
                    if not verdicts[i].parsed and (reask_errors or verdicts[i].error is None)]
     return verdicts
 
-
-def _by_sampling(pending: list[int], samplings: list[Sampling]) -> list[list[int]]:
-    """``pending`` split by equal sampling, groups in order of first appearance, each in input order."""
-    keys: list[Sampling] = []
-    groups: list[list[int]] = []
-    for i in pending:
-        for k, key in enumerate(keys):
-            if key == samplings[i]:
-                groups[k].append(i)
-                break
-        else:
-            keys.append(samplings[i])
-            groups.append([i])
-    return groups

@@ -8,11 +8,12 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out
+from components.formats import Constrained, constrained, number_verdict
 from components.generators.chat import SamplingParams, estimate_tokens
 from components.judges.asking import ask_until_parsed
 from components.templates import check_template, conversations_for, render
 from components.text import last_bracket_number
-from runner.backends.base import Sampling
+from runner.backends.base import Format, Sampling
 
 
 def parse_score(text: str, lo: float, hi: float) -> float | None:
@@ -71,6 +72,10 @@ class LlmScore(MapComponent):
     and the score is the probability-weighted mean over the valid digits (as in G-Eval); ``score_mass`` is
     the probability those digits held. It needs integer scales within 0–9 and a backend that returns
     logprobs. A reply with no valid digit among the candidates is kept with a null score, as above.
+
+    With ``constrained`` on (``brackets`` scoring), the reply is enforced while decoding: an explanation
+    without brackets, short enough that the score fits in ``max_new_tokens``, then ``[[n]]`` with n in the
+    scale (whole numbers when both ends are whole).
     """
 
     type = "judge.llm_score"
@@ -79,6 +84,7 @@ class LlmScore(MapComponent):
     models = {"judge": ModelSlot(kind="chat", doc="the judge model")}
     template_params = {"template": "records", "system": "records"}
     template_vars = frozenset({"scale_min", "scale_max"})
+    reply_formats = {"score": "regex"}
     prompts = {
         "digit": (
             "Rate how well the response answers the question, from {scale_min} (useless) to {scale_max} "
@@ -95,7 +101,7 @@ class LlmScore(MapComponent):
         ),
     }
 
-    class Params(SamplingParams):
+    class Params(SamplingParams, Constrained):
         template: str | None = Field(
             None, description="judge prompt template ({field} from the record, plus {scale_min}/{scale_max}); "
             "default: the built-in `judge` prompt over {query} and {response}"
@@ -140,6 +146,11 @@ class LlmScore(MapComponent):
             "judge": p.template if p.template is not None else default,
         }
 
+    def score_format(self) -> Format:
+        """The judge reply with ``brackets`` scoring: a bounded explanation, then ``[[n]]`` in the scale."""
+        p = self.params
+        return number_verdict(p.scale_min, p.scale_max, p.max_new_tokens)
+
     def estimate(self, n_in: dict[str, int | None]) -> Estimate:
         """One call per record, not counting re-asks; prompt tokens count the templates' own text only."""
         n = n_in.get("records")
@@ -165,8 +176,11 @@ class LlmScore(MapComponent):
         if p.scoring == "digit_probabilities":
             return self._digit_scores(batch, convs, out, judge)
         todo = list(convs)
+        sampling = p.sampling()
+        if constrained(judge, p.constrained):
+            sampling = sampling.model_copy(update={"format": self.score_format()})
         verdicts = ask_until_parsed(
-            judge, [convs[i] for i in todo], p.sampling(), lambda t: parse_score(t, p.scale_min, p.scale_max),
+            judge, [convs[i] for i in todo], sampling, lambda t: parse_score(t, p.scale_min, p.scale_max),
             tries=p.tries, retry_temperature=max(p.temperature, p.retry_temperature), reask_errors=False,
         )
         for i, v in zip(todo, verdicts, strict=True):

@@ -8,10 +8,11 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from components.base import Context, Estimate, Fields, MapComponent, ModelSlot, Out, Params
+from components.formats import Constrained, analysis_chars, constrained, integers, verdict
 from components.judges.asking import ask_until_parsed
 from components.templates import render
 from components.text import last_bracket_number
-from runner.backends.base import Sampling
+from runner.backends.base import Format, Sampling
 
 SYSTEM = "You are a fair and careful evaluator of written answers."
 
@@ -42,7 +43,10 @@ Rating: [[{score}]]
 """
 
 
-class LongBenchChatJudgeParams(Params):
+RATINGS = integers(1, 10)
+
+
+class LongBenchChatJudgeParams(Constrained):
     system_prompt: str = Field(SYSTEM, description="System message sent with every judge request.")
     tries: int = Field(5, ge=1, description="Judge calls per record while the reply has no `[[rating]]`.")
     temperature: float = Field(0.0, ge=0.0, description="Judge temperature (reference: 0).")
@@ -71,6 +75,8 @@ class LongBenchChatJudge(MapComponent):
     shows the question, the reference answer, the case's three example answers each followed by its rating,
     and the candidate, and ends with a rating prompt. The judge runs at temperature 0. The rating is the first
     number in the LAST `[[...]]` of the reply. A reply without one is asked again, up to `tries` calls.
+    With `constrained` on, the reply is enforced while decoding: free analysis without brackets, short
+    enough that the rating fits in `max_new_tokens`, then `[[n]]` with n in 1-10.
     A record that never yields a rating fails with the raw reply. The metric is the mean rating (1-10). GATEAU
     and LongReward report it ×10 (`score_x10`).
     """
@@ -85,6 +91,7 @@ class LongBenchChatJudge(MapComponent):
         "judge": ModelSlot("chat", doc="the grading model (GPT-4 in the paper)")
     }
     prompts: ClassVar[dict[str, str]] = {"system": SYSTEM, "judge": JUDGE, "example": EXAMPLE}
+    reply_formats: ClassVar[dict[str, str]] = {"rating": "regex"}
 
     def prompt_texts(self) -> dict[str, str]:
         return {**self.prompts, "system": self.params.system_prompt}  # type: ignore[attr-defined]
@@ -113,11 +120,18 @@ class LongBenchChatJudge(MapComponent):
         })
         return [{"role": "system", "content": p.system_prompt}, {"role": "user", "content": user}]
 
+    def rating_format(self) -> Format:
+        """The judge reply: bounded free analysis, then ``[[n]]`` with n in 1-10."""
+        p: LongBenchChatJudgeParams = self.params  # type: ignore[assignment]
+        return verdict(RATINGS, analysis_chars(p.max_new_tokens, RATINGS))
+
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
         p: LongBenchChatJudgeParams = self.params  # type: ignore[assignment]
-        sampling = Sampling(temperature=p.temperature, max_new_tokens=p.max_new_tokens)
+        judge = ctx.model("judge")
+        fmt = self.rating_format() if constrained(judge, p.constrained) else None
+        sampling = Sampling(temperature=p.temperature, max_new_tokens=p.max_new_tokens, format=fmt)
         verdicts = ask_until_parsed(
-            ctx.model("judge"), [self.build_messages(r, ctx) for r in batch], sampling, last_bracket_number,
+            judge, [self.build_messages(r, ctx) for r in batch], sampling, last_bracket_number,
             tries=p.tries, retry_temperature=p.retry_temperature,
         )
         out: list[Out] = []

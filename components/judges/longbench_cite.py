@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
+from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out
+from components.formats import Constrained, constrained, integers, verdict
 from components.judges.asking import ask_until_parsed
 from components.judges.longbench_cite_prompts import (
     CHAT_EXAMPLE,
@@ -22,11 +23,16 @@ from components.judges.longbench_cite_prompts import (
 )
 from components.templates import render
 from components.text import count_tokens, first_bracket_label, last_bracket_number, strip_tags
-from runner.backends.base import Sampling
+from runner.backends.base import Format, Sampling
 
 SUPPORT = {"fully supported": 1.0, "partially supported": 0.5, "no support": 0.0}
 NEEDS_CITATION = {"yes": 1.0, "no": 0.0}
 RELEVANCE = {"relevant": 1.0, "irrelevant": 0.0, "unrelevant": 0.0}
+# The verdict formats: each label as its prompt spells it, first and alone (the prompts ask for the verdict
+# first; what follows it, "Analysis: ...", is cut by the stop string and never read).
+SUPPORT_FORMAT = verdict(["Fully supported", "Partially supported", "No support"])
+NEEDS_CITATION_FORMAT = verdict(["Yes", "No"])
+RELEVANCE_FORMAT = verdict(["Relevant", "Irrelevant"])
 
 QA_SETS = ("multifieldqa_en", "multifieldqa_zh", "hotpotqa", "dureader")
 # The five groups of the LongBench-Cite average; "multifieldqa" pools en and zh by substring.
@@ -56,14 +62,14 @@ def f1(precision: float, recall: float) -> float:
     return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
 
 
-def correctness_scale(dataset: str) -> tuple[str, Callable[[str], float | None]]:
-    """Prompt and parser for a dataset: 1–3 → (r−1)/2 for QA sets (and unknown sets), 1–5 → (r−1)/4 for
-    gov_report, 1–10 → r/10 for longbench-chat."""
+def correctness_scale(dataset: str) -> tuple[str, Callable[[str], float | None], Format]:
+    """Prompt, parser and verdict format for a dataset: 1–3 → (r−1)/2 for QA sets (and unknown sets),
+    1–5 → (r−1)/4 for gov_report, 1–10 → r/10 for longbench-chat."""
     if "longbench-chat" in dataset:
-        return CORRECT_CHAT_PROMPT, rating_parser(1, 10, lambda r: r / 10)
+        return CORRECT_CHAT_PROMPT, rating_parser(1, 10, lambda r: r / 10), verdict(integers(1, 10))
     if "gov_report" in dataset:
-        return CORRECT_SUMMARY_PROMPT, rating_parser(1, 5, lambda r: (r - 1) / 4)
-    return CORRECT_QA_PROMPT, rating_parser(1, 3, lambda r: (r - 1) / 2)
+        return CORRECT_SUMMARY_PROMPT, rating_parser(1, 5, lambda r: (r - 1) / 4), verdict(integers(1, 5))
+    return CORRECT_QA_PROMPT, rating_parser(1, 3, lambda r: (r - 1) / 2), verdict(integers(1, 3))
 
 
 @dataclass
@@ -74,22 +80,24 @@ class Ask:
     parse: Callable[[str], float | None]
     stop: tuple[str, ...]
     max_new_tokens: int
+    format: Format | None = None  # the verdict's format, sent when the stage is constrained
     value: float | None = None
     raw: str = ""
     error: str | None = None
 
 
-def ask_all(llm: Any, asks: list[Ask], tries: int, temperature: float, retry_temperature: float) -> None:
+def ask_all(llm: Any, asks: list[Ask], tries: int, temperature: float, retry_temperature: float,
+            enforce: bool = False) -> None:
     """Ask every question until its verdict parses (``components.judges.asking``): the first try at
     ``temperature``, up to ``tries − 1`` re-asks at ``retry_temperature``; questions with the same stop
-    strings and length go out in one chat call per round. Fills each ask's ``value``, ``raw`` and
-    ``error``."""
-    samplings = [Sampling(temperature=temperature, max_new_tokens=a.max_new_tokens, stop=list(a.stop))
-                 for a in asks]
+    strings, length and format go out in one chat call per round. With ``enforce`` each ask's format is
+    sent. Fills each ask's ``value``, ``raw`` and ``error``."""
+    samplings = [Sampling(temperature=temperature, max_new_tokens=a.max_new_tokens, stop=list(a.stop),
+                          format=a.format if enforce else None) for a in asks]
     verdicts = ask_until_parsed(llm, [a.conversation for a in asks], samplings, [a.parse for a in asks],
                                 tries=tries, retry_temperature=retry_temperature)
-    for ask, verdict in zip(asks, verdicts, strict=True):
-        ask.value, ask.raw, ask.error = verdict.value, verdict.reply, verdict.error
+    for ask, got in zip(asks, verdicts, strict=True):
+        ask.value, ask.raw, ask.error = got.value, got.reply, got.error
 
 
 class LongBenchCiteJudge(MapComponent):
@@ -110,8 +118,10 @@ class LongBenchCiteJudge(MapComponent):
       ``count_tokens`` when it has none), micro-averaged over all citations of a dataset.
 
     Judge calls start at ``temperature`` (0) and re-ask at ``retry_temperature`` (1), up to ``tries`` in
-    all, while a verdict does not
-    parse; a citation verdict that never parses scores 0 and is counted as ``unparsed_verdicts``. A
+    all, while a verdict does not parse. With ``constrained`` on, every verdict is enforced while
+    decoding, first and alone as the prompts ask: ``[[Fully supported]]`` / ``[[Partially supported]]`` /
+    ``[[No support]]``, ``[[Yes]]`` / ``[[No]]``, ``[[Relevant]]`` / ``[[Irrelevant]]``, and the
+    correctness rating in its scale; a citation verdict that never parses scores 0 and is counted as ``unparsed_verdicts``. A
     backend error on the last try fails the record.
     """
 
@@ -124,9 +134,11 @@ class LongBenchCiteJudge(MapComponent):
         "support": SUPPORT_PROMPT, "need_citation": NEED_CITATION_PROMPT, "relevance": RELEVANCE_PROMPT,
         "system": JUDGE_SYSTEM, "correct_qa": CORRECT_QA_PROMPT, "correct_summary": CORRECT_SUMMARY_PROMPT,
         "correct_chat": CORRECT_CHAT_PROMPT, "chat_example": CHAT_EXAMPLE}
+    reply_formats: ClassVar[dict[str, str]] = {"support": "regex", "need_citation": "regex", "relevance": "regex",
+                                               "correctness": "regex"}
     batch_size = 4
 
-    class Params(Params):
+    class Params(Constrained):
         max_statements: int = Field(40, ge=1, description="statements scored per response (the first ones)")
         correctness: bool = Field(True, description=(
             "also grade the answer against the references (records need ``answer``)"))
@@ -159,18 +171,19 @@ class LongBenchCiteJudge(MapComponent):
                 entry["support_ask"] = len(asks)
                 prompt = render(SUPPORT_PROMPT, {"question": question, "statement": st["statement"],
                                                  "snippets": "\n\n".join(c["cite"] for c in cites)})
-                asks.append(Ask(_user(prompt), label_parser(SUPPORT), stop, p.max_new_tokens))
+                asks.append(Ask(_user(prompt), label_parser(SUPPORT), stop, p.max_new_tokens, SUPPORT_FORMAT))
                 for c in cites:
                     entry["citation"].append({**{k: c[k] for k in ("start_sentence_idx", "end_sentence_idx")
                                                  if k in c}, "cite": c["cite"], "ask": len(asks)})
                     prompt = render(RELEVANCE_PROMPT, {"question": question, "statement": st["statement"],
                                                        "snippet": c["cite"]})
-                    asks.append(Ask(_user(prompt), label_parser(RELEVANCE), stop, p.max_new_tokens))
+                    asks.append(Ask(_user(prompt), label_parser(RELEVANCE), stop, p.max_new_tokens, RELEVANCE_FORMAT))
             else:
                 entry["need_ask"] = len(asks)
                 prompt = render(NEED_CITATION_PROMPT, {"question": question, "response": response,
                                                        "sentence": st["statement"]})
-                asks.append(Ask(_user(prompt), label_parser(NEEDS_CITATION), stop, p.max_new_tokens))
+                asks.append(Ask(_user(prompt), label_parser(NEEDS_CITATION), stop, p.max_new_tokens,
+                                NEEDS_CITATION_FORMAT))
             scored.append(entry)
         return scored, asks
 
@@ -181,7 +194,7 @@ class LongBenchCiteJudge(MapComponent):
         if isinstance(references, str):
             references = [references]
         dataset = record.get("dataset", "")
-        template, parse = correctness_scale(dataset)
+        template, parse, fmt = correctness_scale(dataset)
         prediction = strip_tags(record["prediction"]).strip()
         stop: tuple[str, ...] = ()
         examples = ""
@@ -196,7 +209,7 @@ class LongBenchCiteJudge(MapComponent):
                      {"role": "user", "content": render(template, {"question": record["query"], "reference": ref,
                                                                   "prediction": prediction,
                                                                   "examples": examples})}],
-                    parse, stop, self.params.correctness_max_new_tokens) for ref in references]
+                    parse, stop, self.params.correctness_max_new_tokens, fmt) for ref in references]
 
     # -- scoring -----------------------------------------------------------------------------------------
 
@@ -211,7 +224,7 @@ class LongBenchCiteJudge(MapComponent):
             correct_asks = self._correctness_asks(record, ctx.rng)
             plans.append((scored, cite_asks, correct_asks))
             asks.extend(cite_asks + correct_asks)
-        ask_all(llm, asks, p.tries, p.temperature, p.retry_temperature)
+        ask_all(llm, asks, p.tries, p.temperature, p.retry_temperature, constrained(llm, p.constrained))
 
         out: list[Out] = []
         for record, (scored, cite_asks, correct_asks) in zip(batch, plans):

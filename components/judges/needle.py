@@ -10,10 +10,11 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from components.base import Context, Estimate, Fields, MapComponent, ModelSlot, Out, Params
+from components.formats import Constrained, analysis_chars, constrained, integers, verdict
 from components.judges.asking import ask_until_parsed
 from components.templates import render
 from components.text import last_bracket_number
-from runner.backends.base import Sampling
+from runner.backends.base import Format, Sampling
 
 HEATMAP_FILE = "needle_heatmap.png"
 
@@ -55,7 +56,10 @@ example "Rating: [[5]]".
 {prediction}"""
 
 
-class NeedleJudgeParams(Params):
+RATINGS = integers(1, 10)
+
+
+class NeedleJudgeParams(Constrained):
     method: Literal["llm", "recall", "both"] = Field(
         "recall",
         description="`llm`: a 1-10 rating from the judge model (the paper's GPT-4 judge); `recall`: the "
@@ -100,6 +104,7 @@ class NeedleJudge(MapComponent):
         "judge": ModelSlot("chat", required=False, doc="grading model; needed for method llm or both")
     }
     prompts: ClassVar[dict[str, str]] = {"system": SYSTEM, "judge": JUDGE}
+    reply_formats: ClassVar[dict[str, str]] = {"rating": "regex"}
 
     def prompt_texts(self) -> dict[str, str]:
         if self.params.method == "recall":  # type: ignore[attr-defined]
@@ -124,8 +129,10 @@ class NeedleJudge(MapComponent):
             ]
             for r in batch
         ]
-        sampling = Sampling(temperature=p.temperature, max_new_tokens=p.max_new_tokens)
-        verdicts = ask_until_parsed(ctx.model("judge"), conversations, sampling, last_bracket_number,
+        judge = ctx.model("judge")
+        fmt = self.rating_format() if constrained(judge, p.constrained) else None
+        sampling = Sampling(temperature=p.temperature, max_new_tokens=p.max_new_tokens, format=fmt)
+        verdicts = ask_until_parsed(judge, conversations, sampling, last_bracket_number,
                                     tries=p.tries, retry_temperature=p.retry_temperature)
         out: list[Out] = []
         for r, v in zip(scored, verdicts, strict=True):
@@ -135,6 +142,11 @@ class NeedleJudge(MapComponent):
             else:
                 out.append(v.failure("[[rating]]"))
         return out
+
+    def rating_format(self) -> Format:
+        """The LLM judge's reply: a bounded explanation, then ``[[n]]`` with n in 1-10."""
+        p: NeedleJudgeParams = self.params  # type: ignore[assignment]
+        return verdict(RATINGS, analysis_chars(p.max_new_tokens, RATINGS))
 
     def _facts(self, record: dict) -> list[str]:
         p: NeedleJudgeParams = self.params  # type: ignore[assignment]

@@ -22,6 +22,7 @@ from components.trainers.batching import collate, step_rows
 from components.trainers.checkpoints import CHECKPOINTS, resume, save_checkpoint, save_only_trainable
 from components.trainers.model_out import save_model, training_summary
 from components.trainers.plan import make_plan
+from components.trainers.step_log import StepLog
 
 if TYPE_CHECKING:
     from components.trainers.sft import SFTParams
@@ -45,8 +46,11 @@ def train(
     model_dir: Path,
     advance: Callable[..., None],
     stage: str = "sft",
+    step_log: StepLog | None = None,
 ) -> TrainResult:
-    """Train on tokenized rows, checkpointing under ``scratch`` and writing the model to ``model_dir``."""
+    """Train on tokenized rows, checkpointing under ``scratch`` and writing the model to ``model_dir``;
+    each optimizer step is reported through ``step_log`` (default: to the stage's log only, see
+    ``components.trainers.step_log``)."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -55,7 +59,8 @@ def train(
     from components.trainers.loss import row_weights
     from components.trainers.packed_attention import model_inputs
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    step_log = step_log or StepLog(p, stage, model_dir.parent, None)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), **step_log.accelerator_kwargs())
     world, rank = accelerator.num_processes, accelerator.process_index
     plan = make_plan(rows, p, seed, world)
     pairs, targets, steps = plan.pairs, plan.targets, plan.steps
@@ -83,6 +88,7 @@ def train(
     if start:
         advance(start, total)
 
+    step_log.start(accelerator, p.model_dump(mode="json"))
     model.train()
     device = accelerator.device
     target_counts = dict(enumerate(targets))
@@ -109,8 +115,10 @@ def train(
                                     batch.weights, p.loss_chunk_size)
                 accelerator.backward(loss)
             loss_sum += loss.detach()
-        if p.max_grad_norm is not None:
-            accelerator.clip_grad_norm_(model.parameters(), p.max_grad_norm)
+        grad_norm = None
+        if p.max_grad_norm is not None or step_log.wants_grad_norm:
+            # the norm before clipping; with no clipping asked for, a bound of inf scales by exactly 1
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), p.max_grad_norm or math.inf)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -126,6 +134,8 @@ def train(
                 "target_tokens": sum(targets[i] for i in rows_in_step),
             }
         )
+        step_log.step(accelerator, s + 1, total, loss=loss_value, lr=lr, grad_norm=_number(grad_norm),
+                      tokens=history[-1]["tokens"])
         if (s + 1) % p.save_steps == 0 and s + 1 < total:
             save_checkpoint(
                 accelerator,
@@ -138,7 +148,15 @@ def train(
 
     save_model(accelerator, model, tokenizer, model_dir, base, lora=p.lora is not None, merge=merge_at_end,
                summary=training_summary(p, history, stage))
+    step_log.finish(accelerator)
     return TrainResult(history=history, stats=plan.stats)
+
+
+def _number(value: Any) -> float | None:
+    """A float from a tensor or number (None stays None: DeepSpeed clips inside its own step)."""
+    if value is None:
+        return None
+    return float(value.item() if hasattr(value, "item") else value)
 
 
 def forward_loss(model: Any, inputs: dict[str, Any], labels: Any, weights: Any, chunk_size: int | None) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.model_folder import TrainedModel, TrainingSummary, save_model_folder
+from registry.model_folder import TrainedModel, TrainingSummary, read_trained, save_model_folder
 
 if TYPE_CHECKING:
     from components.trainers.sft import SFTParams
@@ -39,9 +39,12 @@ def save_model(
     adapter = lora and not merge
     if merge:
         model, state_dict = model.merge_and_unload(), None
+    base_info = read_trained(base.path) if base.path else None  # a base trained by an earlier stage
     info = TrainedModel(
         base=base.name,
         base_source=base.source,
+        base_pin=base.pin,
+        base_license=base.license or (base_info.base_license if base_info else None),
         base_path=base.path,
         adapter=adapter,
         training=summary,

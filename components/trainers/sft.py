@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from components.base import Context, Fields, ModelSlot, Params, WholeComponent
 from components.trainers.loop import train
+from components.trainers.step_log import StepLog, TrackingParams
 from components.trainers.tokenize import STATS_NAME as TOKENIZE_STATS_NAME
 from components.trainers.tokenize import TokenizeStats, load_tokenizer, tokenize_records
 from registry.resolved import ResolvedModel
@@ -48,7 +49,7 @@ class LoraParams(BaseModel):
     )
 
 
-class SFTParams(Params):
+class SFTParams(TrackingParams):
     lora: LoraParams | None = Field(
         None,
         description="LoRA adapter settings; null trains all weights (the reference does full fine-tuning).",
@@ -180,7 +181,8 @@ class SFT(WholeComponent):
         if tok_stats is not None:
             ctx.save_stats(TOKENIZE_STATS_NAME, asdict(tok_stats))
         seed = p.seed if p.seed is not None else ctx.seed
-        result = train(rows, p, base, seed, ctx.scratch, ctx.artifact_dir / "model", ctx.advance, ctx.stage)
+        result = train(rows, p, base, seed, ctx.scratch, ctx.artifact_dir / "model", ctx.advance, ctx.stage,
+                       StepLog(p, ctx.stage, ctx.artifact_dir, ctx.log))
         ctx.save_stats(TRAIN_STATS, result.stats)
         return result.history
 

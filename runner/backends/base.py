@@ -15,15 +15,102 @@ such a backend ``n`` times.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
+
+FormatKind = Literal["regex", "json_schema", "grammar"]
+FORMAT_KINDS: tuple[str, ...] = ("regex", "json_schema", "grammar")
+# the backends that run the model in-process and so can enforce every kind of format while decoding
+LOCAL_BACKENDS = ("transformers", "vllm")
+
+_REGEX_META = frozenset("\\.+*?()|[]{}^$#&-~")
+_REGEX_CONTROL = {"\n": r"\n", "\t": r"\t", "\r": r"\r"}
+
+
+def regex_escape(text: str) -> str:
+    """``text`` as a literal in the regex subset formats use (Rust ``regex`` and Python ``re`` alike:
+    meta characters and ``#&-~`` escaped, newlines and tabs as ``\\n`` / ``\\t``).
+
+    >>> regex_escape("a.b (c)")
+    'a\\\\.b \\\\(c\\\\)'
+    """
+    return "".join(_REGEX_CONTROL.get(c) or ("\\" + c if c in _REGEX_META else c) for c in text)
+
+
+class Format(BaseModel):
+    """The output format a reply must follow, enforced by the backend while decoding.
+
+    ``kind``: ``regex`` (the whole reply matches ``spec``; Rust ``regex`` syntax, the common subset of
+    llguidance, xgrammar and vLLM: no lookarounds or backreferences), ``json_schema`` (``spec`` is the
+    schema as JSON text) or ``grammar`` (``spec`` is a Lark grammar in llguidance's dialect, which vLLM's
+    ``guidance`` backend also takes). Build one with ``Format.regex`` / ``Format.json_schema`` /
+    ``Format.grammar``. ``key`` identifies it for compile caches.
+
+    >>> Format.regex("[1-9]+").kind
+    'regex'
+    >>> Format.json_schema({"type": "integer"}).spec
+    '{"type":"integer"}'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: FormatKind
+    spec: str = Field(min_length=1, description="the regex, the JSON schema as JSON text, or the Lark grammar")
+
+    @model_validator(mode="after")
+    def _schema_is_json(self) -> Format:
+        if self.kind == "json_schema":
+            try:
+                if not isinstance(json.loads(self.spec), dict):
+                    raise ValueError("a JSON schema is an object")
+            except ValueError as exc:
+                raise ValueError(f"json_schema format: the spec is not a JSON object ({exc})") from exc
+        return self
+
+    @classmethod
+    def regex(cls, pattern: str) -> Format:
+        return cls(kind="regex", spec=pattern)
+
+    @classmethod
+    def choice(cls, options: list[str]) -> Format:
+        """A regex format matching exactly one of ``options``."""
+        if not options:
+            raise ValueError("a choice needs at least one option")
+        return cls.regex("(" + "|".join(regex_escape(o) for o in options) + ")")
+
+    @classmethod
+    def json_schema(cls, schema: dict | str) -> Format:
+        text = schema if isinstance(schema, str) else json.dumps(schema, sort_keys=True, separators=(",", ":"))
+        return cls(kind="json_schema", spec=text)
+
+    @classmethod
+    def grammar(cls, lark: str) -> Format:
+        return cls(kind="grammar", spec=lark)
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(f"{self.kind}\0{self.spec}".encode()).hexdigest()[:32]
+
+    def schema(self) -> dict:
+        """The JSON schema of a ``json_schema`` format, parsed."""
+        return json.loads(self.spec)
 
 
 class Sampling(BaseModel):
-    """Decoding settings. ``temperature == 0`` means greedy."""
+    """Decoding settings. ``temperature == 0`` means greedy. ``format``: the reply must follow it; the
+    backend enforces it while decoding, or raises ``ValueError`` when it cannot (never ignores it)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -34,6 +121,18 @@ class Sampling(BaseModel):
     seed: int | None = Field(None, description="per-request seed where the backend supports one")
     logprobs: int | None = Field(None, ge=0, description="return this many top logprobs per generated token")
     n: int = Field(1, ge=1, description="replies per conversation (see ``ChatResult.choices``)")
+    format: Format | None = Field(None, description="the output format enforced while decoding (None: free)")
+
+    @model_serializer(mode="wrap")
+    def _without_free_format(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A free request dumps exactly as before formats existed, so call-journal keys (which hash the
+        # dump) of existing runs stay valid; a constrained one carries its format into the key.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("format") is None:
+            data.pop("format", None)
+        if isinstance(data, dict) and data.get("n") == 1:  # likewise for one reply per conversation
+            data.pop("n", None)
+        return data
 
 
 class Usage(BaseModel):
@@ -112,6 +211,11 @@ class LLM(ABC):
         self, texts: list[str], *, attentions: bool = False, prompt_lengths: list[int] | None = None
     ) -> list[ScoreResult]:
         raise NotImplementedError(f"backend {self.backend!r} cannot score text")
+
+    def check_format(self, fmt: Format) -> None:
+        """Raise ``ValueError`` unless this backend can enforce ``fmt`` while decoding (its kind is
+        supported and, where the backend can tell before generating, the spec is valid)."""
+        raise ValueError(f"the {self.backend} backend cannot enforce output formats")
 
     @abstractmethod
     def count_tokens(self, text: str) -> int: ...

@@ -1,6 +1,6 @@
 """The openai backend: any OpenAI-compatible chat endpoint (OpenAI, GLM, a ``vllm serve`` or
-``recipe serve`` server), through a lean asyncio HTTP client (``jsonhttp``: a tenth of the CPU per
-request of the ``openai``/``httpx`` stack, which a window of hundreds of requests a second needs).
+``recipe serve`` server), through one aiohttp session per endpoint (``jsonhttp``: a fraction of the CPU
+per request of the ``openai``/``httpx`` stack, which a window of hundreds of requests a second needs).
 
 ``chat`` is synchronous for the caller; inside, the batch runs concurrently on a private event loop
 thread, under optional requests-per-minute and tokens-per-minute limits. At most ``concurrency``
@@ -11,6 +11,11 @@ so does a finished one until ``on_result`` has journaled it. Failed attempts are
 exponential backoff and jitter, waiting exactly ``Retry-After`` when the server sends it (the HTTP
 client only retries a request on a fresh connection when a kept-alive one turns out closed before any
 answer). An item that still fails comes back with ``ChatResult.error``; the batch never raises for it.
+
+A ``sampling.format`` is sent as the request fields of ``format_fields.request_fields``
+(``response_format`` for JSON schemas, vLLM's ``structured_outputs`` for regexes and grammars), when the
+endpoint declares that kind in its ``structured_outputs`` setting; any other format is a ``ValueError``
+while the request body is built, so it is never sent.
 
 Settings (endpoint, limits, prices, retries) are ``options.OpenAISettings``, from the zoo entry's ``api``
 block, its ``serving`` values and the recipe's options (``options.settings_for``).
@@ -38,7 +43,17 @@ from typing import Any
 from urllib.parse import urlparse
 
 from registry.resolved import ResolvedModel
-from runner.backends.base import LLM, BudgetExceeded, ChatResult, Choice, Sampling, TokenLogprob, Usage
+from runner.backends.base import (
+    LLM,
+    BudgetExceeded,
+    ChatResult,
+    Choice,
+    Format,
+    Sampling,
+    TokenLogprob,
+    Usage,
+)
+from runner.backends.format_fields import request_fields
 from runner.backends.handoff import Handoff
 from runner.backends.jsonhttp import JsonClient, Response, TransportError
 from runner.backends.options import OpenAISettings, settings_for
@@ -113,6 +128,9 @@ class OpenAILLM(LLM):
     @property
     def context_length(self) -> int | None:
         return self.model.context_length
+
+    def check_format(self, fmt: Format) -> None:
+        request_fields(fmt, self.settings.structured_outputs, self.settings.structured_outputs_fields)
 
     # ---- event loop and client -----------------------------------------------------------------------
 
@@ -242,6 +260,9 @@ class OpenAILLM(LLM):
             req["logprobs"] = True
             if sampling.logprobs > 0:
                 req["top_logprobs"] = sampling.logprobs
+        if sampling.format is not None:
+            req.update(request_fields(sampling.format, self.settings.structured_outputs,
+                                      self.settings.structured_outputs_fields))
         return req
 
     async def _complete(self, client: Any, conversation: list[dict], sampling: Sampling) -> ChatResult:

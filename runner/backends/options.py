@@ -14,7 +14,7 @@ anything runs instead of being ignored. Only pydantic is imported here: validati
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,6 +88,17 @@ class OpenAISettings(ApiSpec, BackendOptions):
     budget_usd: float | None = Field(None, ge=0, description="stop sending once this instance spent this much")
     max_tokens_field: str = Field(
         "max_tokens", description="request field for the output cap (some APIs want max_completion_tokens)"
+    )
+    structured_outputs: list[Literal["regex", "json_schema", "grammar"]] = Field(
+        default_factory=list, description="the output format kinds the endpoint enforces while decoding: "
+        "json_schema as `response_format` (OpenAI, vLLM, recipe serve), regex and grammar (Lark) as vLLM's "
+        "extra fields (vLLM, recipe serve). A stage with `constrained: true` on this model must only need "
+        "these kinds; none declared means no stage can be constrained on it"
+    )
+    structured_outputs_fields: Literal["structured_outputs", "guided"] = Field(
+        "structured_outputs", description="how regex and grammar formats are sent: `structured_outputs` "
+        "({\"regex\": …}, vLLM 0.10.2 and later, recipe serve) or `guided` (guided_regex / guided_grammar, "
+        "older vLLM, recipe serve)"
     )
 
 

@@ -1,7 +1,10 @@
 """``recipe serve``: any LLM behind an OpenAI-compatible HTTP API.
 
 Endpoints: ``POST /v1/chat/completions`` (messages, temperature, top_p, max_tokens /
-max_completion_tokens, stop, seed, logprobs / top_logprobs, n=1; no streaming) and ``GET /v1/models``.
+max_completion_tokens, stop, seed, logprobs / top_logprobs, n=1; no streaming; an output format as
+``response_format``, vLLM's ``structured_outputs`` or its older ``guided_*`` fields, see
+``format_fields``) and ``GET /v1/models``. A format is enforced by the served LLM's backend while decoding
+(the transformers backend through llguidance); one it cannot enforce is refused with a 400.
 Errors are OpenAI-style JSON: ``{"error": {"message", "type", "param", "code"}}``.
 
 Each request runs on its own thread; the chat calls go through one batching worker that takes every
@@ -23,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from runner.backends.base import LLM, ChatResult, Sampling
+from runner.backends.format_fields import format_from_body
 
 DEFAULT_TEMPERATURE = 1.0  # the OpenAI API's default when a request names none
 DEFAULT_MAX_TOKENS = 256
@@ -146,6 +150,10 @@ def parse_chat_request(body: Any, model_name: str) -> tuple[list[dict], Sampling
         logprobs = int(body.get("top_logprobs") or 0)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
     try:
+        fmt = format_from_body(body)
+    except ValueError as exc:
+        raise RequestError(400, f"output format: {exc}", param="response_format") from exc
+    try:
         sampling = Sampling(
             temperature=_given(body, "temperature", DEFAULT_TEMPERATURE),
             top_p=_given(body, "top_p", 1.0),
@@ -153,6 +161,7 @@ def parse_chat_request(body: Any, model_name: str) -> tuple[list[dict], Sampling
             stop=stop or [],
             seed=body.get("seed"),
             logprobs=logprobs,
+            format=fmt,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -250,6 +259,12 @@ class ChatHandler(BaseHTTPRequestHandler):
         except RequestError as exc:
             self.send_error_json(exc.status, exc.message, kind=exc.kind, param=exc.param, code=exc.code)
             return
+        if sampling.format is not None:
+            try:
+                self.server.llm.check_format(sampling.format)
+            except ValueError as exc:
+                self.send_error_json(400, f"output format: {exc}", param="response_format")
+                return
         try:
             result = self.server.batcher.submit(conversation, sampling)
         except Exception as exc:  # noqa: BLE001 - reported to the client as a server error

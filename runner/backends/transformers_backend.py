@@ -9,6 +9,10 @@ token counts: prompt tokens, and generated tokens up to and including the one th
 (an end-of-sequence token or the last token of a stop string); ``logprobs`` cover those same tokens and
 come from the model's raw distribution (before temperature / top-p).
 
+A ``sampling.format`` is enforced while decoding (``runner.backends.guidance``, llguidance): every row of a
+batch gets its own matcher, and a format is compiled once per model and reused. An invalid format raises
+``ValueError`` from ``chat`` before anything is generated.
+
 The model is loaded on first use, once; ``score`` with ``attentions=True`` switches it to eager attention
 for that call, since only eager attention exposes the attention probabilities.
 """
@@ -22,7 +26,7 @@ from typing import Any
 
 from registry.model_folder import load_causal_lm, load_config, load_tokenizer
 from registry.resolved import ResolvedModel
-from runner.backends.base import LLM, ChatResult, Choice, Sampling, ScoreResult, TokenLogprob, Usage
+from runner.backends.base import LLM, ChatResult, Choice, Format, Sampling, ScoreResult, TokenLogprob, Usage
 from runner.backends.hf_loading import chat_prompt_ids
 
 
@@ -59,6 +63,7 @@ class TransformersLLM(LLM):
         self.on_result: Callable[[int, ChatResult], None] | None = None
         self._lm: Any = None
         self._tok: Any = None
+        self._guide: Any = None  # the llguidance format compiler, built on the first constrained request
         self._context_length: int | None = model.context_length
         self._lock = threading.RLock()  # one generate at a time; also guards lazy loading
 
@@ -103,6 +108,21 @@ class TransformersLLM(LLM):
         with self._lock:
             self._lm = None
 
+    def check_format(self, fmt: Format) -> None:
+        with self._lock:
+            self.guide().compiled(fmt)
+
+    def guide(self) -> Any:
+        """This model's format compiler (``runner.backends.guidance.Guide``), built once."""
+        with self._lock:
+            if self._guide is None:
+                from runner.backends.guidance import Guide
+
+                tok = self.tokenizer()
+                vocab = max(getattr(self._model().config, "vocab_size", 0) or 0, len(tok))
+                self._guide = Guide(tok, sorted(self._eos_ids()), vocab)
+            return self._guide
+
     # ---- chat ----------------------------------------------------------------------------------------
 
     def _prompt_ids(self, conversation: list[dict]) -> list[int]:
@@ -111,6 +131,8 @@ class TransformersLLM(LLM):
     def chat(self, conversations: list[list[dict]], sampling: Sampling,
              on_result: Callable[[int, ChatResult], None] | None = None) -> list[ChatResult]:
         report = on_result if on_result is not None else self.on_result
+        if sampling.format is not None:  # a bad format is the caller's error: raise it before generating
+            self.check_format(sampling.format)
         results: list[ChatResult | None] = [None] * len(conversations)
         prompts = [self._prompt_ids(c) for c in conversations]
         limit = self.context_length
@@ -152,7 +174,7 @@ class TransformersLLM(LLM):
 
     def _generate(self, batch: list[list[int]], sampling: Sampling) -> list[ChatResult]:
         import torch
-        from transformers import StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         with self._lock:
             tok, lm = self.tokenizer(), self._model()
@@ -171,6 +193,11 @@ class TransformersLLM(LLM):
                 return_dict_in_generate=True,
                 output_logits=sampling.logprobs is not None,
             )
+            if sampling.format is not None:
+                # applied before temperature / top-p (transformers runs given processors first)
+                constrain = self.guide().processor(sampling.format, len(batch) * per_prompt, prompt_len,
+                                                   tracker.finished_at)
+                kwargs["logits_processor"] = LogitsProcessorList([constrain])
             with self._seeded(sampling), torch.no_grad():
                 out = lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
             generated = out.sequences[:, prompt_len:].tolist()

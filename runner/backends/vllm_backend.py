@@ -2,7 +2,11 @@
 
 vllm is an optional extra, imported only when the engine starts. The mapping from our settings to
 vLLM's is kept in pure functions (``sampling_kwargs``, ``engine_kwargs``, ``chat_result``,
-``score_result``) so it is checked without vllm installed.
+``score_result``, ``structured_output_kwargs``, ``format_param``) so it is checked without vllm installed.
+
+A ``sampling.format`` goes to vLLM's own structured outputs: ``SamplingParams(structured_outputs=
+StructuredOutputsParams(...))`` on recent vLLM, ``SamplingParams(guided_decoding=GuidedDecodingParams(...))``
+on older ones (whichever the installed version has, looked up when a request is made).
 
 Prompts are rendered and tokenized exactly as in the transformers backend (same chat template, same
 special-token rule) and sent as token ids, so both backends see the same prompt. A trained adapter folder
@@ -19,7 +23,7 @@ from typing import Any
 
 from registry.model_folder import load_config, load_tokenizer, model_folder
 from registry.resolved import ResolvedModel
-from runner.backends.base import LLM, ChatResult, Choice, Sampling, ScoreResult, TokenLogprob, Usage
+from runner.backends.base import LLM, ChatResult, Choice, Format, Sampling, ScoreResult, TokenLogprob, Usage
 from runner.backends.hf_loading import chat_prompt_ids, trained_info
 from runner.backends.options import VLLMOptions
 
@@ -43,6 +47,31 @@ def sampling_kwargs(sampling: Sampling) -> dict[str, Any]:
     if sampling.logprobs is not None:
         kwargs["logprobs"] = sampling.logprobs
     return kwargs
+
+
+def structured_output_kwargs(fmt: Format) -> dict[str, Any]:
+    """Keyword arguments of vLLM's structured-output params for a format (the same names in
+    ``StructuredOutputsParams`` and the older ``GuidedDecodingParams``)."""
+    if fmt.kind == "regex":
+        return {"regex": fmt.spec}
+    if fmt.kind == "json_schema":
+        return {"json": fmt.schema()}
+    return {"grammar": fmt.spec}
+
+
+def format_param(fmt: Format, sampling_params: Any) -> dict[str, Any]:
+    """The ``SamplingParams`` keyword carrying ``fmt`` in the installed vLLM, whose ``vllm.sampling_params``
+    module is ``sampling_params``: ``structured_outputs`` (``StructuredOutputsParams``, vLLM ≥ 0.10.2) or
+    ``guided_decoding`` (``GuidedDecodingParams``, older)."""
+    kwargs = structured_output_kwargs(fmt)
+    params = getattr(sampling_params, "StructuredOutputsParams", None)
+    if params is not None:
+        return {"structured_outputs": params(**kwargs)}
+    params = getattr(sampling_params, "GuidedDecodingParams", None)
+    if params is not None:
+        return {"guided_decoding": params(**kwargs)}
+    raise ValueError("the installed vLLM has no structured outputs (neither StructuredOutputsParams nor "
+                     "GuidedDecodingParams in vllm.sampling_params)")
 
 
 def score_sampling_kwargs() -> dict[str, Any]:
@@ -198,6 +227,10 @@ class VLLMLLM(LLM):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer().encode(text, add_special_tokens=False))
 
+    def check_format(self, fmt: Format) -> None:
+        """Every kind is enforced by vLLM's structured outputs; the spec itself is checked by the engine
+        when the request is made."""
+
     def _prompt_ids(self, conversation: list[dict]) -> list[int]:
         return chat_prompt_ids(self.tokenizer(), conversation, self.model.chat_template)
 
@@ -209,7 +242,12 @@ class VLLMLLM(LLM):
         engine = self._get_engine()
         tok = self.tokenizer()
         prompts = [{"prompt_token_ids": self._prompt_ids(c)} for c in conversations]
-        outputs = engine.generate(prompts, vllm.SamplingParams(**sampling_kwargs(sampling)), use_tqdm=False)
+        kwargs = sampling_kwargs(sampling)
+        if sampling.format is not None:
+            import vllm.sampling_params
+
+            kwargs.update(format_param(sampling.format, vllm.sampling_params))
+        outputs = engine.generate(prompts, vllm.SamplingParams(**kwargs), use_tqdm=False)
         results = []
         for i, out in enumerate(outputs):
             result = chat_result(out, sampling, lambda tid: tok.decode([tid]))

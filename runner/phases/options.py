@@ -1,6 +1,10 @@
 """Phase 4: each model role's ``backend`` and ``options``, checked against the options model of the
 backend that will serve it (``runner.backends.options``), merged with the zoo entry's own values exactly
-as at run time. A misspelled option gets a did-you-mean, also among the other backends' options."""
+as at run time. A misspelled option gets a did-you-mean, also among the other backends' options.
+
+``check_formats`` (run once the stages' models are bound) checks that a stage asking for its reply
+formats to be enforced (``constrained: true``) runs on a model that can enforce them: the local backends
+enforce every kind, an API endpoint only the kinds it declares (``structured_outputs``)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from components.base import Component
 from registry.suggest import did_you_mean, suggestion
 from runner.backends.options import OPTIONS, settings_for
 from runner.errors import Problem
@@ -35,6 +40,38 @@ def check_options(roles: dict[str, ModelSpec], models_raw: dict[str, Any], zoo: 
         except ValidationError as e:
             for err in e.errors():
                 problems.append(_problem(err, role, spec, backend, isinstance(models_raw.get(role), str)))
+    return problems
+
+
+def check_formats(components: dict[str, Component], bindings: dict[str, Any], zoo: Any) -> list[Problem]:
+    """Problems with stages whose ``constrained`` param is true while the model writing their replies
+    (the first chat slot) cannot enforce the kinds of format they declare (``reply_formats``)."""
+    problems: list[Problem] = []
+    for name, comp in components.items():
+        if not comp.reply_formats or getattr(comp.params, "constrained", None) is not True:
+            continue
+        binding = next((b for b in bindings.get(name, {}).values() if b.slot_kind == "chat"), None)
+        if binding is None or binding.kind != "zoo":
+            continue  # a trained stage's model runs on a local backend
+        model = _resolved(zoo, binding.ref)
+        if model is None:
+            continue
+        backend = binding.backend or model.backend
+        if backend != "openai":
+            continue  # the local backends enforce every kind
+        try:
+            declared = settings_for(model, binding.options, backend=backend).structured_outputs
+        except ValidationError:
+            continue  # reported by check_options
+        missing = sorted({k for k in comp.reply_formats.values() if k not in declared})
+        if missing:
+            replies = ", ".join(r for r, k in comp.reply_formats.items() if k in missing)
+            problems.append(Problem(
+                ("stages", name, "params", "constrained"),
+                f"{binding.ref!r} (an API endpoint) cannot enforce the {' and '.join(missing)} format of "
+                f"this stage's replies ({replies}): it declares "
+                f"{', '.join(declared) or 'no'} structured outputs; set the model's `structured_outputs` "
+                "option if the endpoint supports them (vLLM, recipe serve), or constrained: false"))
     return problems
 
 

@@ -137,3 +137,21 @@ def test_vllm_engine_matches_transformers_greedy(tiny_llama, tmp_path):
     scored_hf = hf.score(["the quick brown fox"])[0]
     assert scored_fast.token_ids == scored_hf.token_ids
     assert scored_fast.logprobs[1:] == pytest.approx(scored_hf.logprobs[1:], abs=1e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_and_vllm(), reason="needs a CUDA GPU and vllm installed")
+def test_vllm_enforces_a_format_through_its_structured_outputs(tiny_llama, tmp_path):
+    import re
+
+    from runner.backends import open_llm
+    from runner.backends.base import Format
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_llama, folder)
+    fast = open_llm(ResolvedModel(name="t", source="file://t", backend="vllm", path=folder),
+                    options={"dtype": "float32", "gpu_memory_utilization": 0.3, "enforce_eager": True})
+    fmt = Format.regex(r"[a-z ]{0,10}\[\[(10|[1-9])\]\]")
+    convs = [[{"role": "user", "content": "the quick brown fox"}], [{"role": "user", "content": "a"}]]
+    replies = fast.chat(convs, Sampling(temperature=1.0, seed=1, max_new_tokens=30, format=fmt))
+    assert all(re.fullmatch(fmt.spec, r.text) for r in replies), [r.text for r in replies]

@@ -1,5 +1,5 @@
-"""The openai backend's HTTP client against a raw socket server that answers with hand-written bytes:
-body framings (length, chunked, until close, gzip), kept-alive connections, and failures."""
+"""The openai backend's HTTP transport against a raw socket server that answers with hand-written bytes:
+body framings (length, chunked, until close, gzip), kept-alive connections, proxies and failures."""
 
 from __future__ import annotations
 
@@ -118,16 +118,6 @@ def test_a_slow_answer_times_out():
 
     with pytest.raises(TimeoutError):
         asyncio.run(go())
-
-
-def test_proxies_from_the_environment(monkeypatch):
-    monkeypatch.setenv("https_proxy", "http://user:pw@proxy.example:3128")
-    monkeypatch.setenv("no_proxy", "internal.example")
-    proxied = JsonClient("https://api.example/v1", {}, timeout=1.0)
-    assert proxied._proxy is not None and proxied._proxy.hostname == "proxy.example"
-    assert proxied._proxy_auth == "Basic dXNlcjpwdw=="  # user:pw
-    assert JsonClient("https://internal.example/v1", {}, timeout=1.0)._proxy is None
-    assert JsonClient("http://127.0.0.1:8000/v1", {}, timeout=1.0)._proxy is None  # never for loopback
 
 
 def test_a_plain_http_proxy_gets_the_absolute_url(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 from registry.resolved import ResolvedModel
 from runner.backends import open_llm
 from runner.backends import serve as serve_module
-from runner.backends.base import LLM, ChatResult, Sampling, Usage
+from runner.backends.base import LLM, ChatResult, Format, Sampling, Usage
 from runner.backends.serve import ChatServer, make_server, serve
 from tests.fakes import ScriptedLLM
 
@@ -175,3 +176,73 @@ def test_transformers_model_served_and_read_back_through_the_openai_backend(tiny
     for r, d in zip(over_http, direct):  # batches differ (padding), so equal up to float round-off
         assert [t.logprob for t in r.logprobs] == pytest.approx([t.logprob for t in d.logprobs], abs=1e-4)
         assert [t.token for t in r.logprobs] == [t.token for t in d.logprobs]
+
+
+class EnforcingScript(ScriptedLLM):
+    """A scripted LLM that says it enforces every format (and records what it was asked)."""
+
+    def check_format(self, fmt) -> None:
+        pass
+
+
+@pytest.mark.parametrize("style", ["structured_outputs", "guided"])
+def test_the_openai_backends_format_reaches_the_served_llm_unchanged(style, monkeypatch):
+    """The same format objects, sent by the openai backend over HTTP, arrive in the served LLM's sampling."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    formats = [Format.regex(r"\[\[(10|[1-9])\]\]"), Format.grammar('start: "yes" | "no"'),
+               Format.json_schema({"type": "object", "properties": {"n": {"type": "integer"}}})]
+    scripted = EnforcingScript(lambda conv: "[[7]]")
+    with running(scripted) as (_, url):
+        remote = open_llm(ResolvedModel(name="tiny-chat", source="openai://tiny-chat", backend="openai",
+                                        api={"base_url": url + "/v1"}),
+                          options={"structured_outputs": ["regex", "grammar", "json_schema"],
+                                   "structured_outputs_fields": style})
+        try:
+            for fmt in formats:
+                assert remote.chat([[{"role": "user", "content": "x"}]],
+                                   Sampling(max_new_tokens=5, format=fmt))[0].text == "[[7]]"
+        finally:
+            remote.close()
+    assert [sampling.format for _, sampling in scripted.calls] == formats
+
+
+def test_an_endpoint_that_declares_no_formats_is_never_sent_one(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    scripted = EnforcingScript(lambda conv: "free")
+    with running(scripted) as (_, url):
+        remote = open_llm(ResolvedModel(name="tiny-chat", source="openai://tiny-chat", backend="openai",
+                                        api={"base_url": url + "/v1"}), options={"structured_outputs": ["json_schema"]})
+        try:
+            with pytest.raises(ValueError, match="does not enforce regex formats"):
+                remote.chat([[{"role": "user", "content": "x"}]], Sampling(format=Format.regex("a")))
+        finally:
+            remote.close()
+    assert scripted.calls == []
+
+
+def test_serve_refuses_a_format_its_llm_cannot_enforce_or_a_malformed_one():
+    with running(ScriptedLLM(lambda conv: "never")) as (_, url):  # ScriptedLLM enforces no format
+        reply = post(url, {"messages": [{"role": "user", "content": "x"}], "guided_regex": "[0-9]"})
+        assert reply.status_code == 400
+        assert "cannot enforce" in reply.json()["error"]["message"]
+    with running(EnforcingScript(lambda conv: "never")) as (_, url):
+        reply = post(url, {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}})
+        assert reply.status_code == 400 and reply.json()["error"]["param"] == "response_format"
+
+
+def test_a_format_is_enforced_by_the_transformers_model_behind_serve(tiny_llama, monkeypatch):
+    """Over real HTTP: the openai backend's regex goes to `recipe serve`, whose transformers backend
+    enforces it (a random model never writes this on its own)."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    local = open_llm(ResolvedModel(name="tiny-chat", source="file://tiny", path=tiny_llama))
+    fmt = Format.regex(r"[a-z ]{0,10}\[\[(10|[1-9])\]\]")
+    conv = [[{"role": "user", "content": "the quick brown fox"}], [{"role": "user", "content": "a"}]]
+    with running(local) as (_, url):
+        remote = open_llm(ResolvedModel(name="tiny-chat", source="openai://tiny-chat", backend="openai",
+                                        api={"base_url": url + "/v1"}), options={"structured_outputs": ["regex"]})
+        try:
+            replies = remote.chat(conv, Sampling(temperature=1.0, seed=2, max_new_tokens=30, format=fmt))
+        finally:
+            remote.close()
+    assert [r.error for r in replies] == [None, None]
+    assert all(re.fullmatch(fmt.spec, r.text) for r in replies), [r.text for r in replies]

@@ -45,7 +45,7 @@ def _manifest(d: Path) -> dict:
     return json.loads((d / "manifest.json").read_text())
 
 
-@pytest.mark.parametrize("name", ["quickstart", "longcite", "longalign", "longreward"])
+@pytest.mark.parametrize("name", ["quickstart", "longcite", "longalign", "longreward", "gateau"])
 def test_recipe_runs_with_tiny_model_and_reruns_from_cache(name, tmp_path):
     loaded, root, dirs = _run(name, tmp_path)
     for stage in loaded.order:
@@ -91,6 +91,12 @@ def test_recipe_runs_with_tiny_model_and_reruns_from_cache(name, tmp_path):
             assert "[Document Start]\n<C0>" in r["messages"][0]["content"]
         for r in read_jsonl(dirs["decode"] / "records.jsonl"):
             assert set(r) >= {"prediction", "statements", "splited_context"}
+    if name == "gateau":
+        chosen = read_jsonl(dirs["gateau"] / "records.jsonl")
+        assert len(chosen) == len(read_jsonl(dirs["random"] / "records.jsonl")) == 3  # half of 6 candidates
+        assert [r["rank"] for r in chosen] == [1, 2, 3]
+        assert all((dirs[s] / "model" / "recipe_model.json").exists() for s in ("sft_gateau", "sft_random"))
+        assert "| metric | GATEAU | random | GATEAU − random |" in report
 
 
 def test_lockfile_rerun_reproduces_outputs_exactly(tmp_path):

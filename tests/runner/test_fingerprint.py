@@ -112,3 +112,17 @@ def test_moving_the_recipe_folder_keeps_fingerprints(tmp_path):
     (tmp_path / "b" / "data.txt").write_text("other content")
     changed = stage_fingerprints(load_recipe(tmp_path / "b" / "r.yaml"), Zoo(), no_revisions)
     assert changed["nums"] != fps[0]["nums"]
+
+
+def test_tracking_settings_leave_a_trainers_fingerprint_alone(tmp_path):
+    p = write(tmp_path / "r.yaml", "recipe: t\nstages:\n  data: {type: load.jsonl, params: {path: d.jsonl}}\n"
+              "  sft: {type: train.sft, inputs: {train: data}, model: tiny-random-llama}\n")
+    (tmp_path / "d.jsonl").write_text("")
+    base = stage_fingerprints(load_recipe(p), Zoo(), no_revisions)
+    watched = load_recipe(p, overrides=["stages.sft.params.report_to=[tensorboard, wandb]",
+                                        "stages.sft.params.logging_steps=3", "stages.sft.params.tracking_project=x"])
+    assert watched.components["sft"].params.report_to == ["tensorboard", "wandb"]
+    assert stage_fingerprints(watched, Zoo(), no_revisions) == base
+    changed = stage_fingerprints(load_recipe(p, overrides=["stages.sft.params.learning_rate=0.1"]), Zoo(),
+                                 no_revisions)
+    assert changed["sft"] != base["sft"]

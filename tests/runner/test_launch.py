@@ -4,6 +4,7 @@ recipe; one real 2-process run of a train.sft stage launched by the runner."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sys
 from pathlib import Path
@@ -143,9 +144,32 @@ def test_a_bad_launch_block_is_a_recipe_problem_with_its_position(tmp_path):
         load_recipe(write_recipe(tmp_path, "{num_processes: 3, num_machines: 2}"))
 
 
+def test_worker_output_is_relayed_progress_to_the_bar_lines_to_the_log(caplog, capsys):
+    from runner.launch import progress_line, relay
+
+    advanced = []
+    lines = [progress_line(1, 3) + "\n", "INFO recipe.sft: sft: step 1/3, loss 2.5\n", "\n",
+             "@recipe-progress not json\n", progress_line(2, 3) + "\n",
+             "WARNING transformers: something odd\n", "Traceback (most recent call last):\n"]
+    with caplog.at_level(logging.INFO, logger="recipe.sft.worker"):
+        tail = relay(iter(lines), lambda n, total: advanced.append((n, total)), "sft")
+    assert advanced == [(1, 3), (2, 3)]
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("recipe.sft.worker", "INFO", "INFO recipe.sft: sft: step 1/3, loss 2.5"),
+        ("recipe.sft.worker", "WARNING", "@recipe-progress not json"),
+        ("recipe.sft.worker", "WARNING", "WARNING transformers: something odd"),
+        ("recipe.sft.worker", "WARNING", "Traceback (most recent call last):"),
+    ]
+    assert tail[-1] == "Traceback (most recent call last):"
+    # what is not an info line reaches the console too, as the workers' own output did
+    err = capsys.readouterr().err
+    assert "WARNING transformers: something odd" in err and "step 1/3" not in err
+
+
 def test_two_processes_equal_one_process_with_two_accumulated_micro_steps(tmp_path, tiny_folder,  # noqa: F811
-                                                                         monkeypatch):
-    """Data parallelism through `accelerate launch` (gloo on CPU) vs gradient accumulation in one process."""
+                                                                         monkeypatch, caplog):
+    """Data parallelism through `accelerate launch` (gloo on CPU) vs gradient accumulation in one process;
+    the launched stage reports its steps to the parent (progress and log lines) and to TensorBoard."""
 
     def chat(u: str, a: str, i: int) -> dict:
         return {
@@ -184,15 +208,21 @@ def test_two_processes_equal_one_process_with_two_accumulated_micro_steps(tmp_pa
         tmp_path,
         f"{{num_processes: 2, main_process_port: {free_port()}}}",
         model=f"file://{tiny_folder}",
-        params=json.dumps(common),
+        params=json.dumps({**common, "report_to": ["tensorboard"], "logging_steps": 1}),
         records=records,
     )
     monkeypatch.setenv("RECIPE_ZOO_HOME", str(tmp_path / "zoo"))
     monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))  # the workers import this checkout
     monkeypatch.chdir(REPO_ROOT)
-    run_recipe(load_recipe(path), tmp_path / "runs", progress=False, publish=False)
+    with caplog.at_level(logging.INFO):
+        run_recipe(load_recipe(path), tmp_path / "runs", progress=False, publish=False)
     root = tmp_path / "runs" / "launched"
     sdir = root / json.loads((root / "latest.json").read_text())["stages"]["sft"]
+    # per-step lines relayed from the main worker, and its progress reaching the stage's progress
+    steps = [r.getMessage() for r in caplog.records if r.name == "recipe.sft.worker" and ": step " in r.getMessage()]
+    assert [m.split(": ", 2)[-1].split(",")[0] for m in steps] == ["step 1/2", "step 2/2"]
+    assert any(r.name == "recipe.progress" and r.getMessage().startswith("sft: 2/2") for r in caplog.records)
+    assert list((sdir / "tracking" / "recipe-zoo").glob("events.out.tfevents.*"))
     out_l = read_jsonl(sdir / "records.jsonl")
     w_l = load_file(str(sdir / "model" / "model.safetensors"))
 

@@ -8,11 +8,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
+from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out
+from components.formats import Constrained, chat_each, choice, constrained, escape, integers
 from components.generators.cof.fallback import supporting
 from components.retrieval import scored_search
 from components.templates import render
 from components.text import repair_tags, split_sentences, statement_segments, token_chunks
+from runner.backends.base import Format, Sampling
 
 CHUNK_CITATION_PROMPT = """You will see numbered snippets from a document, a question, and an answer to the question. Copy the answer exactly, without changing a word, and mark up each of its sentences as <statement>{{sentence}}<cite>[i][j]...</cite></statement>, where [i], [j], ... are the numbers of the snippets that support the sentence. A sentence that states no fact from the snippets (an opening line, a summary, a transition, the writer's own reasoning) gets an empty citation: <statement>{{sentence}}<cite></cite></statement>.
 
@@ -85,6 +87,21 @@ def select_chunks(statements: list[str], chunks: list[dict], top_k: int, max_sni
 def chunk_prompt(snippets: list[dict], question: str, answer: str) -> str:
     context = "\n\n".join(f"Snippet [{i}]\n{c['content']}" for i, c in enumerate(snippets, start=1))
     return render(CHUNK_CITATION_PROMPT, {"context": context, "question": question, "answer": answer})
+
+
+def citation_format(answer: str, sentences: list[dict], n_snippets: int, max_citations: int = 5) -> Format:
+    """The marked-up answer as the prompt asks for it: the answer copied exactly, each of its sentences
+    (``sentences``: ``split_sentences(answer)``) as ``<statement>{sentence}<cite>…</cite></statement>``
+    citing up to ``max_citations`` snippet numbers ``[1]`` … ``[n_snippets]`` (or none), with the text
+    between two sentences kept between their statements."""
+    cite = (r"<cite>(\[" + choice(integers(1, n_snippets)) + r"\]){0," + str(max_citations) + "}"
+            + "</cite></statement>")
+    parts = []
+    for j, sent in enumerate(sentences):
+        if j:
+            parts.append(escape(answer[sentences[j - 1]["end_idx"]:sent["start_idx"]]))
+        parts += ["<statement>", escape(sent["content"]), cite]
+    return Format.regex("".join(parts))
 
 
 def parse_chunk_citations(output: str, snippets: list[dict], max_citations: int = 5
@@ -169,6 +186,10 @@ class ChunkCitation(MapComponent):
     ``fallback_min_score``); a sentence with no such chunk stays uncited. Parsed markup is kept as the model
     wrote it, even where a sentence got no citation. ``summarize`` counts the citations from each source
     and the records that used the fallback; the ``paper`` profile keeps ``fallback: none``.
+
+    With ``constrained`` on, the reply is enforced while decoding (``citation_format``): the answer copied
+    exactly, one statement per sentence, every ``[i]`` one of the snippets shown. The model then always
+    writes the markup (it only chooses the citations), so the fallback is never needed.
     """
 
     type = "cof.chunk_citation"
@@ -180,9 +201,10 @@ class ChunkCitation(MapComponent):
                               doc="sentence embedder for dense retrieval (unused with retrieval: bm25)"),
     }
     prompts: ClassVar[dict[str, str]] = {"chunk_citation": CHUNK_CITATION_PROMPT}
+    reply_formats: ClassVar[dict[str, str]] = {"cited_answer": "regex"}
     batch_size = 4
 
-    class Params(Params):
+    class Params(Constrained):
         chunk_size: int = Field(128, ge=1, description=(
             "tokens per chunk; cof.sentence_citation must use the same value and model"))
         retrieval: Literal["dense", "bm25"] = Field("dense", description=(
@@ -208,12 +230,13 @@ class ChunkCitation(MapComponent):
         return Estimate(records_out=n, llm_calls=n or 0)
 
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
-        from runner.backends.base import Sampling
-
         p = self.params
         llm = ctx.model()
         tokenizer = llm.tokenizer()
         embedder = ctx.embedder("embedder") if p.retrieval == "dense" else None
+        sampling = Sampling(temperature=p.temperature, max_new_tokens=p.max_new_tokens)
+        enforce = constrained(llm, p.constrained)
+        samplings = []
 
         out: list[Out | None] = [None] * len(batch)
         snippets_of: dict[int, list[dict]] = {}
@@ -231,10 +254,11 @@ class ChunkCitation(MapComponent):
             snippets_of[i] = union_snippets(hits, chunks)
             conversations.append([{"role": "user", "content": chunk_prompt(
                 snippets_of[i], record["query"], record["answer"])}])
+            fmt = citation_format(record["answer"], sentences, len(snippets_of[i]), p.max_citations)
+            samplings.append(sampling.model_copy(update={"format": fmt}) if enforce else sampling)
 
         order = sorted(snippets_of)
-        results = llm.chat(conversations, Sampling(temperature=p.temperature, max_new_tokens=p.max_new_tokens)
-                           ) if order else []
+        results = chat_each(llm, conversations, samplings) if order else []
         for i, result in zip(order, results):
             if result.error:
                 out[i] = Failed(f"chunk citation failed: {result.error}")

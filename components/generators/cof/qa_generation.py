@@ -8,8 +8,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
+from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out
+from components.formats import Constrained, constrained
 from components.text import detect_language
+from runner.backends.base import Format
 
 QuestionType = Literal["summarization", "multi_hop", "generic", "information_seeking"]
 QUESTION_TYPES: tuple[str, ...] = ("summarization", "multi_hop", "generic", "information_seeking")
@@ -45,6 +47,20 @@ def answer_prompt(context: str, query: str) -> str:
     return context + "\n\n" + query
 
 
+QUESTION_CHARS = 300  # longest question the format lets a model write
+
+
+def questions_format(n: int = 5) -> Format:
+    """The question list: lines ``1: …`` to ``n: …``, each a question of up to ``QUESTION_CHARS``
+    characters that starts with a non-space character, and nothing else."""
+    line = r"[^\s][^\n]{0," + str(QUESTION_CHARS - 1) + "}"
+    return Format.regex(r"\n".join(f"{k}: {line}" for k in range(1, n + 1)))
+
+
+# The answer: any text that starts with a non-space character (so it is never blank).
+ANSWER_FORMAT = Format.regex(r"[^\s][\s\S]*")
+
+
 def parse_questions(text: str, n: int = 5) -> list[str]:
     """Questions numbered ``1:`` … ``n:`` in model output, in number order, blanks left out.
 
@@ -71,6 +87,9 @@ class QAGeneration(MapComponent):
     the reference code instead: an if/if/elif slip means summarization is never asked (multi-hop 50%,
     generic 25%, information-seeking 25%), and English documents get the Chinese prompt half the time
     (only while ``question_language`` is ``auto``).
+
+    With ``constrained`` on, both replies are enforced while decoding: the questions as the lines
+    ``1: …`` to ``5: …`` and nothing else, the answer as non-blank text.
     """
 
     type = "cof.qa_generation"
@@ -79,9 +98,10 @@ class QAGeneration(MapComponent):
     models: ClassVar[dict[str, ModelSlot]] = {
         "model": ModelSlot("chat", doc="writes the questions and answers (glm-4-0520 in the paper)")}
     prompts: ClassVar[dict[str, str]] = dict(QUESTION_PROMPTS)
+    reply_formats: ClassVar[dict[str, str]] = {"questions": "regex", "answer": "regex"}
     batch_size = 4
 
-    class Params(Params):
+    class Params(Constrained):
         question_types: list[QuestionType] = Field(list(QUESTION_TYPES), min_length=1, description=(
             "question types drawn uniformly per document (ignored with compat: reference)"))
         question_language: Literal["auto", "en", "zh"] = Field("auto", description=(
@@ -113,9 +133,11 @@ class QAGeneration(MapComponent):
 
         llm = ctx.model()
         sampling = Sampling(temperature=self.params.temperature, max_new_tokens=self.params.max_new_tokens)
+        enforce = constrained(llm, self.params.constrained)
         plans = [self.choose(r["context"], ctx.rng) for r in batch]
         asked = llm.chat([[{"role": "user", "content": question_prompt(r["context"], t, lang)}]
-                          for r, (t, lang) in zip(batch, plans)], sampling)
+                          for r, (t, lang) in zip(batch, plans)],
+                         sampling.model_copy(update={"format": questions_format() if enforce else None}))
 
         out: list[Out | None] = [None] * len(batch)
         queries: dict[int, str] = {}
@@ -130,8 +152,9 @@ class QAGeneration(MapComponent):
             queries[i] = ctx.rng.choice(questions)
 
         order = sorted(queries)
+        answer_sampling = sampling.model_copy(update={"format": ANSWER_FORMAT if enforce else None})
         answered = llm.chat([[{"role": "user", "content": answer_prompt(batch[i]["context"], queries[i])}]
-                             for i in order], sampling) if order else []
+                             for i in order], answer_sampling) if order else []
         for i, result in zip(order, answered):
             if result.error:
                 out[i] = Failed(f"answer generation failed: {result.error}")

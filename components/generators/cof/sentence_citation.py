@@ -6,11 +6,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out, Params
+from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out
+from components.formats import Constrained, chat_each, constrained, span_pairs
 from components.generators.cof.fallback import best_sentences
 from components.selectors.cof_filter import global_spans
 from components.templates import render
 from components.text import decode_tokens, sentence_tiles, split_sentences, token_chunks
+from runner.backends.base import Format, Sampling
 
 SENTENCE_CITATION_PROMPT = """You will see passages from a document whose sentences are numbered <C0>, <C1>, <C2>, ..., a question, and one statement taken from an answer to that question. Find the sentences that support the statement. Write each stretch of consecutive supporting sentences on its own line as [s-e], where s is the number of its first sentence and e the number of its last (a single sentence k is [k-k]). Cite only what the statement needs. If no sentence supports the statement, write exactly: No relevant information
 
@@ -119,6 +121,14 @@ def sentence_prompt(passages: str, question: str, statement: str) -> str:
 
 
 NO_SUPPORT = "no relevant information"
+MAX_SPANS = 3  # spans per statement that cof.filter keeps
+
+
+def spans_format(n_sentences: int, max_spans: int = MAX_SPANS) -> Format:
+    """The reply about one statement: 1 to ``max_spans`` lines ``[s-e]`` with ``0 ≤ s ≤ e < n_sentences``
+    (the local numbers shown), or exactly "No relevant information"."""
+    span = r"\[" + span_pairs(n_sentences) + r"\]"
+    return Format.regex(f"No relevant information|{span}(\\n{span}){{0,{max_spans - 1}}}")
 
 
 def settle_citation(reply: str, statement: str, chunk_sents: list[dict], fallback: str = "none", top: int = 1,
@@ -160,6 +170,10 @@ class SentenceCitation(MapComponent):
     ``summarize`` counts the statements cited from each source; the ``paper`` profile keeps
     ``fallback: none``.
 
+    With ``constrained`` on, each reply is enforced while decoding (``spans_format``): one to three
+    ``[s-e]`` lines within the sentences shown (``s ≤ e``), or "No relevant information"; the fallback
+    then never has an unusable reply to replace.
+
     Chunking must match ``cof.chunk_citation`` (same model, same ``chunk_size``); a mismatch fails the
     record instead of citing the wrong text.
     """
@@ -170,9 +184,10 @@ class SentenceCitation(MapComponent):
     models: ClassVar[dict[str, ModelSlot]] = {
         "model": ModelSlot("chat", doc="picks the supporting sentences (glm-4-0520 in the paper)")}
     prompts: ClassVar[dict[str, str]] = {"sentence_citation": SENTENCE_CITATION_PROMPT}
+    reply_formats: ClassVar[dict[str, str]] = {"spans": "regex"}
     batch_size = 4
 
-    class Params(Params):
+    class Params(Constrained):
         chunk_size: int = Field(128, ge=1, description="tokens per chunk; must equal cof.chunk_citation's")
         temperature: float = Field(1.0, ge=0.0, description="sampling temperature")
         max_new_tokens: int = Field(128, ge=1, description="length limit of the [s-e] list")
@@ -219,17 +234,19 @@ class SentenceCitation(MapComponent):
         return requests
 
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
-        from runner.backends.base import Sampling
-
         p = self.params
         llm = ctx.model()
         tokenizer = llm.tokenizer()
         plans = [self._requests(r, tokenizer) for r in batch]
         calls = [(i, k) for i, plan in enumerate(plans) if not isinstance(plan, Failed)
                  for k, (_, _, prompt) in enumerate(plan) if prompt]
-        results = llm.chat([[{"role": "user", "content": plans[i][k][2]}] for i, k in calls],
-                           Sampling(temperature=p.temperature, max_new_tokens=p.max_new_tokens)
-                           ) if calls else []
+        sampling = Sampling(temperature=p.temperature, max_new_tokens=p.max_new_tokens)
+        samplings = [sampling] * len(calls)
+        if constrained(llm, p.constrained):  # one format per number of sentences shown
+            samplings = [sampling.model_copy(update={"format": spans_format(len(plans[i][k][1]["chunk_sents"]))})
+                         for i, k in calls]
+        results = chat_each(llm, [[{"role": "user", "content": plans[i][k][2]}] for i, k in calls],
+                            samplings) if calls else []
         answers = {call: result for call, result in zip(calls, results)}
 
         out: list[Out] = []
