@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
@@ -166,6 +167,9 @@ def test_worker_output_is_relayed_progress_to_the_bar_lines_to_the_log(caplog, c
     assert "WARNING transformers: something odd" in err and "step 1/3" not in err
 
 
+@pytest.mark.skipif(os.environ.get("CI") == "true", reason=(
+    "known problem: a gloo process group torn down while the other rank has already exited can hang in "
+    "ProcessGroupGloo's destructor; runs outside CI, where a hang is seen and not a 90-minute stall"))
 def test_two_processes_equal_one_process_with_two_accumulated_micro_steps(tmp_path, tiny_folder,  # noqa: F811
                                                                          monkeypatch, caplog):
     """Data parallelism through `accelerate launch` (gloo on CPU) vs gradient accumulation in one process;
