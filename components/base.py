@@ -7,7 +7,13 @@ a ``Params`` pydantic model and one of two shapes:
   record, in order. An entry is a dict (one output record), a list of dicts (zero or more records) or a
   ``Failed`` (the record goes to the stage's failures ledger with the error and raw model text). The
   runner owns batching, concurrency, progress, the per-record write-ahead log and retries.
-* ``WholeComponent`` takes all its inputs at once: ``run(inputs, ctx) -> list[dict]``.
+* ``WholeComponent`` takes all its inputs at once: ``run(inputs, ctx) -> list[dict]``. One that sets
+  ``streams = True`` gets each input port as a ``registry.records.Records`` instead of a list: a view of
+  the upstream's records on disk, read again on each pass (``for r in records``, ``len(records)``,
+  ``records.batches(n)``), and may return any iterable of records (a generator), which the runner
+  writes to disk as it comes; its ``summarize`` and ``report`` get a ``Records`` of its output too. Such a
+  stage holds a record (or a bounded number of them) at a time, whatever the size of its data. Returning
+  an input's ``Records`` itself passes those records on without copying them.
 
 Both may define ``summarize(records, ctx) -> dict`` (written to ``metrics.json``) and
 ``report(records, metrics, ctx) -> str`` (a markdown section for ``report.md``). Side statistics that
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
@@ -204,9 +211,16 @@ class MapComponent(Component):
 
 class WholeComponent(Component):
     shape: ClassVar[Literal["map", "whole"]] = "whole"
+    # inputs as lazily read ``Records`` and the output as any iterable (see the module docstring)
+    streams: ClassVar[bool] = False
 
-    def run(self, inputs: dict[str, list[dict]], ctx: Context) -> list[dict]:
+    def run(self, inputs: dict[str, list[dict]], ctx: Context) -> Iterable[dict]:
         raise NotImplementedError
+
+
+def is_streaming(comp: Component) -> bool:
+    """Whether the runner hands ``comp`` its records as ``Records`` and writes what it returns as it comes."""
+    return isinstance(comp, WholeComponent) and comp.streams
 
 
 def record_key(record: dict) -> str:

@@ -16,6 +16,7 @@ from runner.paths import resolve_one
 from runner.store import RunStore
 
 if TYPE_CHECKING:
+    from registry.records import Records
     from registry.zoo import Zoo
 
 
@@ -30,7 +31,7 @@ class StageFolders:
     """``runs/<recipe>/stages/<stage>/<fingerprint>/`` for every stage of a loaded recipe.
 
     Fingerprints are computed once and kept until ``forget`` (a stage re-run in place changes the
-    fingerprints downstream of it); records read back are kept too, as the inputs of later stages.
+    fingerprints downstream of it). Records are never kept in memory: each reader reads the stage's file.
     Stages running side by side share one ``StageFolders``: its caches are kept under a lock.
     """
 
@@ -39,7 +40,6 @@ class StageFolders:
         self.store = store
         self.zoo = zoo
         self._fps: dict[str, str] | None = None
-        self._records: dict[str, list[dict]] = {}
         self._lock = threading.RLock()
 
     @classmethod
@@ -71,22 +71,18 @@ class StageFolders:
     def is_done(self, stage: str) -> bool:
         return self.store.is_done(stage, self.fingerprint(stage))
 
-    def records(self, stage: str) -> list[dict]:
-        with self._lock:
-            if stage not in self._records:
-                self._records[stage] = self.store.records(stage, self.fingerprint(stage))
-            return self._records[stage]
+    def record_file(self, stage: str) -> Records:
+        """A stage's records, read lazily from its folder (``registry.records.Records``)."""
+        return self.store.record_file(stage, self.fingerprint(stage))
 
-    def keep_records(self, stage: str, records: list[dict]) -> None:
-        """The records a stage just wrote, so the next stages read them without reading the file again."""
-        with self._lock:
-            self._records[stage] = records
+    def records(self, stage: str) -> list[dict]:
+        """A stage's records, all read at once (for consumers that need a list)."""
+        return list(self.record_file(stage))
 
     def forget(self, stage: str) -> None:
-        """``stage`` was re-run in place: recompute the fingerprints, read its records again."""
+        """``stage`` was re-run in place: recompute the fingerprints."""
         with self._lock:
             self._fps = None
-            self._records.pop(stage, None)
 
     def set_latest(self) -> None:
         """Point ``latest.json`` at every stage's current folder."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,10 @@ from typing import Any
 class StageOutput:
     """What a map or whole stage produced, before the lifecycle writes it to the stage folder."""
 
-    records: list[dict]
+    # a list, or (a component that streams) any iterable of records, consumed once as it is written
+    records: Iterable[dict]
     failures: list[dict]  # the failures ledger: one row per record that failed for good
-    counts: dict[str, int]  # in, out, failed (and dropped, for map stages)
+    counts: dict[str, int]  # in, out, failed (and dropped, for map stages); out counted when written
 
 
 @dataclass

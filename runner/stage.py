@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.base import MapComponent
+from components.base import MapComponent, is_streaming
 from registry.atomic import atomic_write_json, atomic_write_text
-from registry.jsonio import read_json, write_jsonl
+from registry.jsonio import read_json
+from registry.records import Records, link_records, write_records
 from runner.backends.base import BudgetExceeded
 from runner.callcache import Meter
 from runner.context import StageContext
@@ -126,6 +127,19 @@ class Manifest:
         atomic_write_json(self.path, self.data)
 
 
+def write_output(path: Path, output: StageOutput) -> list[dict] | Records:
+    """Write a stage's records to ``path`` as they come and fill in ``counts["out"]``; what ``summarize``
+    gets back: the list a component returned, else the written file, read lazily. A ``Records`` of a
+    whole file (a loader's input, a stage's records passed on) is linked in place, not copied."""
+    records = output.records
+    if isinstance(records, Records) and records.whole:
+        n = link_records(records, path)
+    else:
+        n = write_records(path, records)
+    output.counts.setdefault("out", n)
+    return records if isinstance(records, list) else Records(path, count=n)
+
+
 class StageRun:
     """One stage, run into its folder: records, failures ledger, metrics, report section, manifest."""
 
@@ -150,8 +164,8 @@ class StageRun:
         start = time.monotonic()
         # a map stage fed by an upstream still running (links.source) sees that port's records grow
         source = self.links.source
-        inputs = {port: source.records if source is not None and source.stage == up else folders.records(up)
-                  for port, up in self.spec.inputs.items()}
+        inputs: dict[str, Any] = {port: source.records if source is not None and source.stage == up
+                                  else folders.record_file(up) for port, up in self.spec.inputs.items()}
         meter = Meter()
         try:
             sdir.mkdir(parents=True, exist_ok=True)
@@ -165,6 +179,8 @@ class StageRun:
         try:
             fed = source.stage if source is not None else None  # its records come later
             self._check_inputs({p: r for p, r in inputs.items() if self.spec.inputs[p] != fed})
+            if not is_streaming(comp):  # read into lists, as the component expects
+                inputs = {p: r if isinstance(r, list) else list(r) for p, r in inputs.items()}
             mapped = isinstance(comp, MapComponent) and fed is None
             total = len(inputs[map_port(comp, self.spec, s)]) if mapped else None
             bar = progress.stage(s, total, meter)
@@ -174,9 +190,9 @@ class StageRun:
             output = self._execute(ctx, inputs, bar)
             if fed is not None:
                 self._check_inputs({p: r for p, r in inputs.items() if self.spec.inputs[p] == fed})
-            write_jsonl(sdir / "records.jsonl", output.records)
-            write_jsonl(sdir / "failures.jsonl", output.failures)
-            metrics = self._summarize(output.records, ctx, manifest, meter)
+            records = write_output(sdir / "records.jsonl", output)
+            write_records(sdir / "failures.jsonl", output.failures)
+            metrics = self._summarize(records, ctx, manifest, meter)
             usage = usage_of(meter)
             seconds = manifest.done(output.counts, usage, file_sums(sdir))
         except ShardDone:
@@ -196,12 +212,11 @@ class StageRun:
             log.error("stage %s failed:\n%s", s, traceback.format_exc(limit=8))
             manifest.failed(f"{type(e).__name__}: {e}", usage_of(meter))
             raise StageFailure(s, f"{type(e).__name__}: {e}") from e
-        folders.keep_records(s, output.records)
         log_judge_metrics(folders, s, comp.type, metrics)  # into the tracker run of the model it scored
         log.info("stage %s: done in %.1fs, %s", s, seconds, output.counts)
         return StageResult(s, fp, "ran", sdir, output.counts, seconds, usage, metrics)
 
-    def _check_inputs(self, inputs: dict[str, list[dict]]) -> None:
+    def _check_inputs(self, inputs: dict[str, Any]) -> None:
         """An input with no records stops the stage, unless the recipe allows it (``allow_empty``)."""
         if self.spec.allow_empty:
             return
@@ -245,7 +260,7 @@ class StageRun:
                                retry_failed=self.revision > 0, revision=self.revision, links=self.links).run()
         return run_whole(self.comp, self.stage, self.spec, ctx, inputs, run_root=self.folders.root, say=self.say)
 
-    def _summarize(self, records: list[dict], ctx: StageContext, manifest: Manifest, meter: Meter) -> Any:
+    def _summarize(self, records: list[dict] | Records, ctx: StageContext, manifest: Manifest, meter: Meter) -> Any:
         """The component's metrics and report section, written next to its records."""
         sdir = ctx.artifact_dir
         try:

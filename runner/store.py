@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from registry.atomic import atomic_write_json
-from registry.jsonio import dumps_line, read_json, read_jsonl
+from registry.jsonio import dumps_line, read_json
+from registry.records import Records
 from registry.secrets import redact
 from runner.errors import RunFileError
 
@@ -233,14 +234,22 @@ class RunStore:
         m = self.manifest(stage, fingerprint) or {}
         return int(m.get("revision", 0))
 
-    def records(self, stage: str, fingerprint: str) -> list[dict]:
+    def record_file(self, stage: str, fingerprint: str) -> Records:
+        """A stage's records, read from its ``records.jsonl`` each time they are iterated; a damaged line
+        is a ``RunFileError`` naming the file and the line."""
         path = self.stage_dir(stage, fingerprint) / "records.jsonl"
-        try:
-            return read_jsonl(path, missing_ok=True)
-        except ValueError as e:
-            where = str(e).removeprefix(f"{path}:")
-            raise RunFileError(path, f"damaged, {'line ' if where[:1].isdigit() else ''}{where}; run the recipe "
-                               f"again to rebuild the stage, or delete {path.parent}") from None
+        m = self.manifest(stage, fingerprint) or {}
+        count = m.get("counts", {}).get("out") if m.get("status") == "done" and "files" in m else None
+
+        def damaged(problem: str) -> RunFileError:
+            where = problem.removeprefix(f"{path}:")
+            return RunFileError(path, f"damaged, {'line ' if where[:1].isdigit() else ''}{where}; run the recipe "
+                                f"again to rebuild the stage, or delete {path.parent}")
+
+        return Records(path, count=count if isinstance(count, int) else None, error=damaged, missing_ok=True)
+
+    def records(self, stage: str, fingerprint: str) -> list[dict]:
+        return list(self.record_file(stage, fingerprint))
 
     def set_latest(self, stages: dict[str, str]) -> None:
         latest = read_json(self.root / "latest.json", {}) or {}

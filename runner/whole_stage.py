@@ -1,11 +1,14 @@
-"""Whole stages: the component gets all its inputs at once (``run``), in this process or in launched ones."""
+"""Whole stages: the component gets all its inputs at once (``run``), in this process or in launched ones.
+
+A component that ``streams`` gets each input as a lazily read ``Records`` and may return any iterable
+(a generator): the stage's records are then written as they come, never all held in memory."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from components.base import Component
+from components.base import Component, is_streaming
 from runner.callcache import set_scope
 from runner.context import StageContext
 from runner.results import StageOutput
@@ -23,6 +26,8 @@ def run_whole(comp: Component, stage: str, spec: StageSpec, ctx: StageContext, i
         records = run_launched(spec.launch, stage, ctx, run_root=run_root, say=say)
     else:
         records = comp.run(inputs, ctx)
-    records = list(records or [])
     n_in = sum(len(v) for v in inputs.values())
+    if is_streaming(comp):  # any iterable, written as it comes; "out" is counted then
+        return StageOutput(records if records is not None else [], [], {"in": n_in, "failed": 0})
+    records = list(records or [])
     return StageOutput(records, [], {"in": n_in, "out": len(records), "failed": 0})

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from components.base import Context, Estimate, Fields, Params, WholeComponent
-from registry.jsonio import write_jsonl
+from registry.records import RecordWriter
 
 
 class ExportJsonl(WholeComponent):
@@ -16,13 +17,14 @@ class ExportJsonl(WholeComponent):
 
     ``path`` relative to the recipe file (the runner resolves it); without one, ``export.jsonl`` in the
     stage's artifact folder. ``fields`` writes only those fields (every record must have them). The file
-    is replaced atomically.
+    is replaced atomically. The records stream: written one at a time as they are read.
     """
 
     type = "export.jsonl"
     inputs = {"records": Fields()}
     passthrough = "records"
     outputs = Fields()
+    streams = True
 
     class Params(Params):
         path: str | None = Field(
@@ -37,21 +39,21 @@ class ExportJsonl(WholeComponent):
     def estimate(self, n_in: dict[str, int | None]) -> Estimate:
         return Estimate(records_out=n_in.get("records"))
 
-    def run(self, inputs: dict[str, list[dict]], ctx: Context) -> list[dict]:
+    def run(self, inputs: dict[str, Iterable[dict]], ctx: Context) -> Iterable[dict]:
         records = inputs.get("records", [])
-        rows = records
-        if self.params.fields is not None:
-            names = self.params.fields
-            rows = []
+        names = self.params.fields
+        with RecordWriter(self.target(ctx)) as out:  # temp file + rename, written as the records come
             for n, r in enumerate(records):
+                if names is None:
+                    out.write(r)
+                    continue
                 missing = [f for f in names if f not in r]
                 if missing:
                     raise ValueError(
                         f"record {n} (id {r.get('id', r.get('idx'))!r}) lacks field(s) {', '.join(missing)}"
                     )
-                rows.append({f: r[f] for f in names})
-        write_jsonl(self.target(ctx), rows)  # temp file + rename
-        return records
+                out.write({f: r[f] for f in names})
+        return records  # passed on as they came in (the runner links a stage's file rather than copy it)
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
         return {"path": str(self.target(ctx)), "records": len(records)}

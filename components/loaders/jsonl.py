@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field
 
 from components.base import Context, Estimate, Fields, Params, WholeComponent
-from registry.jsonio import read_jsonl
+from registry.records import Records
 
 
 class LoadJsonl(WholeComponent):
@@ -16,10 +16,13 @@ class LoadJsonl(WholeComponent):
 
     The runner resolves a relative ``path`` against the recipe file; absolute paths are used as given.
     ``fields`` makes the loader check that every record has those fields (the error names the line) and
-    tells the runner what later stages can rely on.
+    tells the runner what later stages can rely on. The records stream: the file is read a line at a time,
+    and without ``limit`` (and not gzipped) the stage's records are the file itself, hard-linked into the
+    stage folder after every line is checked (copied where a link is not possible), never a second copy.
     """
 
     type = "load.jsonl"
+    streams = True
 
     class Params(Params):
         path: str = Field(description="the .jsonl file; relative paths are relative to the recipe file")
@@ -41,6 +44,6 @@ class LoadJsonl(WholeComponent):
             n = sum(1 for line in f if line.strip())
         return Estimate(records_out=n if self.params.limit is None else min(n, self.params.limit))
 
-    def run(self, inputs: dict[str, list[dict]], ctx: Context) -> list[dict]:
+    def run(self, inputs: dict[str, Records], ctx: Context) -> Records:
         p = self.params
-        return read_jsonl(Path(p.path).expanduser(), p.limit, p.fields)
+        return Records(Path(p.path).expanduser(), limit=p.limit, fields=p.fields)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -81,12 +82,14 @@ class Filter(WholeComponent):
        null or missing score are dropped (``drop_null_scores: true``) or ranked after all scored ones.
 
     Otherwise the input order is kept. ``summarize`` gives, per rule, how many records came in and went out.
+    The records stream through: one at a time, and for ``top_k`` a heap of at most k of them.
     """
 
     type = "select.filter"
     inputs = {"records": Fields()}
     passthrough = "records"
     outputs = Fields()
+    streams = True
 
     class Params(Params):
         length_field: str | None = Field(None, description="the field whose length the length rules test")
@@ -114,10 +117,10 @@ class Filter(WholeComponent):
                 raise ValueError("`top_k` and `score_field` go together")
             return self
 
-    def _rules(self) -> list[tuple[str, Callable[[list[dict]], list[dict]]]]:
-        """(description, records -> kept records), in the order they apply."""
+    def _tests(self) -> list[tuple[str, Callable[[dict], bool]]]:
+        """(description, record -> kept?) of the per-record rules, in the order they apply."""
         p = self.params
-        rules: list[tuple[str, Callable[[list[dict]], list[dict]]]] = []
+        tests: list[tuple[str, Callable[[dict], bool]]] = []
         for lo, hi, unit, measure in (
             (p.min_chars, p.max_chars, "chars", len),
             (p.min_tokens, p.max_tokens, "tokens", lambda s: len(s.split())),
@@ -125,62 +128,76 @@ class Filter(WholeComponent):
             if lo is None and hi is None:
                 continue
             desc = f"{p.length_field} {unit} in [{lo if lo is not None else 0}, {hi if hi is not None else '∞'}]"
-            rules.append((desc, self._length_rule(lo, hi, measure)))
+            tests.append((desc, self._length_test(lo, hi, measure)))
         for pred in p.where:
-            rules.append((pred.describe(), lambda recs, pred=pred: [r for r in recs if pred.holds(r)]))
-        if p.top_k is not None:
-            rules.append((f"top {p.top_k} by {p.score_field}", self._top_k))
-        return rules
+            tests.append((pred.describe(), pred.holds))
+        return tests
 
-    def _length_rule(self, lo: int | None, hi: int | None,
-                     measure: Callable[[str], int]) -> Callable[[list[dict]], list[dict]]:
+    def _length_test(self, lo: int | None, hi: int | None, measure: Callable[[str], int]) -> Callable[[dict], bool]:
         field = self.params.length_field
         assert field is not None
 
-        def keep(recs: list[dict]) -> list[dict]:
-            out = []
-            for r in recs:
-                value = r.get(field)
-                if value is None:
-                    continue
-                n = measure(value if isinstance(value, str) else str(value))
-                if (lo is None or n >= lo) and (hi is None or n <= hi):
-                    out.append(r)
-            return out
+        def keep(r: dict) -> bool:
+            value = r.get(field)
+            if value is None:
+                return False
+            n = measure(value if isinstance(value, str) else str(value))
+            return (lo is None or n >= lo) and (hi is None or n <= hi)
 
         return keep
 
-    def _top_k(self, recs: list[dict]) -> list[dict]:
+    def _top_k(self, recs: Iterable[dict]) -> list[dict]:
+        """The k best by score, highest first, ties in input order: a heap of at most k records."""
         p = self.params
         assert p.top_k is not None and p.score_field is not None
-        scored, unscored = [], []
-        for r in recs:
+        k = p.top_k
+        heap: list[tuple[float, int, dict]] = []  # (score, -position): the root is the worst kept
+        unscored: list[dict] = []  # the first k without a score, in input order
+        for pos, r in enumerate(recs):
             value = r.get(p.score_field)
             if value is None:
-                unscored.append(r)
+                if not p.drop_null_scores and len(unscored) < k:
+                    unscored.append(r)
             elif isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"score field {p.score_field!r} must be a number, got {value!r}")
-            else:
-                scored.append(r)
-        ranked = sorted(scored, key=lambda r: -r[p.score_field])  # stable: ties keep input order
-        if not p.drop_null_scores:
-            ranked += unscored
-        return ranked[: p.top_k]
+            elif len(heap) < k:
+                heapq.heappush(heap, (value, -pos, r))
+            elif k and (value, -pos) > heap[0][:2]:
+                heapq.heapreplace(heap, (value, -pos, r))
+        ranked = [r for _, _, r in sorted(heap, key=lambda t: (-t[0], -t[1]))]
+        return (ranked + unscored)[:k]
 
     def estimate(self, n_in: dict[str, int | None]) -> Estimate:
         n = n_in.get("records")
-        return Estimate(records_out=n if n is not None and not self._rules() else None)
+        unfiltered = not self._tests() and self.params.top_k is None
+        return Estimate(records_out=n if n is not None and unfiltered else None)
 
-    def run(self, inputs: dict[str, list[dict]], ctx: Context) -> list[dict]:
-        records = inputs.get("records", [])
-        stats = []
-        for desc, keep in self._rules():
-            n_before = len(records)
-            records = keep(records)
-            stats.append({"rule": desc, "in": n_before, "out": len(records)})
+    def run(self, inputs: dict[str, Iterable[dict]], ctx: Context) -> Iterator[dict]:
+        """The kept records as they pass (a generator); the per-rule counts are saved once it is done."""
+        tests = self._tests()
+        counts = [[0, 0] for _ in range(len(tests) + 1)]  # per rule: in, out; the last: what passed them all
+
+        def passing() -> Iterator[dict]:
+            for r in inputs.get("records", []):
+                for (_, test), n in zip(tests, counts):
+                    n[0] += 1
+                    if not test(r):
+                        break
+                    n[1] += 1
+                else:
+                    counts[-1][0] += 1
+                    yield r
+
+        p = self.params
+        kept = passing() if p.top_k is None else iter(self._top_k(passing()))
+        for r in kept:
+            counts[-1][1] += 1
+            yield r
+        stats = [{"rule": desc, "in": n[0], "out": n[1]} for (desc, _), n in zip(tests, counts)]
+        if p.top_k is not None:
+            stats.append({"rule": f"top {p.top_k} by {p.score_field}", "in": counts[-1][0], "out": counts[-1][1]})
         # summarize() may run in a later process (a resumed run): the counts go to the stats channel
         ctx.save_stats(STATS_NAME, stats)
-        return records
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
         rules = ctx.load_stats(STATS_NAME, default=[])

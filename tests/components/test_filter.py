@@ -12,7 +12,7 @@ from tests.fakes import FakeCtx
 def run(tmp_path, records, **params):
     comp = Filter(Filter.Params(**params))
     ctx = FakeCtx(comp.params, tmp=tmp_path)
-    out = comp.run({"records": records}, ctx)
+    out = list(comp.run({"records": records}, ctx))  # the filter streams: a generator
     return out, comp.summarize(out, ctx)
 
 

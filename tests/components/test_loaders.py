@@ -18,7 +18,7 @@ from tests.fakes import FakeCtx
 
 def run(cls, tmp_path: Path, seed: int = 0, **params):
     comp = cls(cls.Params(**params))
-    return comp.run({}, FakeCtx(comp.params, tmp=tmp_path, seed=seed))
+    return list(comp.run({}, FakeCtx(comp.params, tmp=tmp_path, seed=seed)))  # a loader may stream
 
 
 # ---------------------------------------------------------------------------------------------- load.jsonl

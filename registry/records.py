@@ -1,0 +1,250 @@
+"""Records on disk as JSON Lines, read lazily and written as they come, so memory does not grow with them.
+
+``Records`` is a re-iterable view of a JSON Lines file: each pass reads the file again, one line at a
+time (orjson), and checks every line as ``jsonio.read_jsonl`` does (an object, the required ``fields``,
+errors naming the file and line). ``write_records`` writes any iterable of records (a generator too)
+atomically, a chunk at a time, with secrets masked; ``link_records`` puts a whole file that only has to be
+read in place under a second name (a hard link; a copy across disks) after checking every line.
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> write_records(d / "a.jsonl", ({"id": i} for i in range(3)))
+3
+>>> recs = Records(d / "a.jsonl")
+>>> len(recs), [r["id"] for r in recs], [len(b) for b in recs.batches(2)]
+(3, [0, 1, 2], [2, 1])
+>>> link_records(recs, d / "b.jsonl"), (d / "b.jsonl").stat().st_ino == (d / "a.jsonl").stat().st_ino
+(3, True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from registry.jsonio import MAX_LINE_BYTES, _open_binary
+from registry.secrets import secret_values
+
+_DUMP = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+CHUNK_BYTES = 1 << 20  # written (and masked) a chunk at a time
+
+
+def dumps_record(record: Any) -> bytes:
+    """One record as a JSON line's bytes (no newline): UTF-8 kept, unknown types as ``str``."""
+    try:
+        return orjson.dumps(record, default=str, option=_DUMP)
+    except TypeError:  # what orjson does not write (an integer beyond 64 bits): the standard library does
+        return json.dumps(record, ensure_ascii=False, default=str).encode("utf-8")
+
+
+def loads_record(raw: bytes) -> Any:
+    """A JSON line's value; ``NaN`` and big integers (which the standard library writes) read too."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw.decode("utf-8"))
+
+
+def _raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(line number, bytes)`` of each non-blank line, bounded like ``jsonio.iter_lines``."""
+    with _open_binary(path) as f:
+        lineno = 0
+        while True:
+            raw = f.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise ValueError(f"{path}:{lineno}: line longer than {MAX_LINE_BYTES} bytes")
+            if raw.strip():
+                yield lineno, raw
+
+
+class Records:
+    """The records of a JSON Lines file, read each time they are iterated (never all held at once).
+
+    ``len()`` counts the lines once (or takes ``count`` when the writer knew it); ``batches(n)`` gives
+    lists of at most ``n``. ``limit`` reads only the first records; ``fields`` must be in every record.
+    ``error`` turns a problem message (``path:line: ...``) into the exception to raise.
+    """
+
+    def __init__(self, path: Path | str, *, count: int | None = None, limit: int | None = None,
+                 fields: list[str] | None = None, error: Callable[[str], Exception] = ValueError,
+                 missing_ok: bool = False) -> None:
+        self.path = Path(path)
+        self.missing_ok = missing_ok
+        self.limit = limit
+        self.fields = list(fields or [])
+        self._count = count
+        self._error = error
+
+    def __repr__(self) -> str:
+        return f"Records({str(self.path)!r})"
+
+    @property
+    def whole(self) -> bool:
+        """Every record of a plain file, which can therefore be linked rather than copied."""
+        return self.limit is None and self.path.suffix != ".gz"
+
+    def lines(self) -> Iterator[tuple[int, bytes]]:
+        """``(line number, bytes)`` of each record's line, unparsed."""
+        if not self.path.is_file():
+            if self.missing_ok and not self.path.exists():
+                return iter(())
+            raise FileNotFoundError(f"no such file: {self.path}")
+        lines = self._checked(_raw_lines(self.path))
+        return lines if self.limit is None else islice(lines, self.limit)
+
+    def parse(self, lineno: int, raw: bytes) -> dict[str, Any]:
+        """One line's record, checked."""
+        try:
+            rec = loads_record(raw)
+        except UnicodeDecodeError as e:
+            raise self._error(f"{self.path}:{lineno}: not UTF-8 text (byte {e.start + 1} of the line)") from None
+        except json.JSONDecodeError as e:
+            raise self._error(f"{self.path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(rec, dict):
+            raise self._error(f"{self.path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+        missing = [name for name in self.fields if name not in rec]
+        if missing:
+            raise self._error(f"{self.path}:{lineno}: record lacks required field(s) {', '.join(missing)}"
+                              f" (has: {', '.join(sorted(rec)) or 'none'})")
+        return rec
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for lineno, raw in self.lines():
+            yield self.parse(lineno, raw)
+
+    def _checked(self, lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
+        try:
+            yield from lines
+        except ValueError as e:  # a line too long
+            raise self._error(str(e)) from None
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = sum(1 for _ in self.lines())
+        return self._count
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def batches(self, size: int) -> Iterator[list[dict[str, Any]]]:
+        it = iter(self)
+        while batch := list(islice(it, size)):
+            yield batch
+
+    def check(self) -> int:
+        """Parse and check every line; the number of records (now also ``len()``)."""
+        n = sum(1 for _ in self)
+        self._count = n
+        return n
+
+
+class RecordWriter:
+    """Records written as they come into a temp file next to ``path``, renamed into place by ``close``
+    (a reader never sees half a file); secret values are masked. An ``OSError`` names ``path``."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self._secrets = [s.encode("utf-8") for s in secret_values()]
+        self._buf: list[bytes] = []
+        self._size = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        self._tmp = Path(tmp)
+        self._f = os.fdopen(fd, "wb")
+
+    def write(self, record: Any) -> None:
+        line = dumps_record(record)
+        self._buf.append(line)
+        self._size += len(line) + 1
+        self.count += 1
+        if self._size >= CHUNK_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buf:
+            return
+        chunk = b"\n".join(self._buf) + b"\n"
+        for s in self._secrets:
+            if s in chunk:
+                chunk = chunk.replace(s, b"***")
+        self._buf, self._size = [], 0
+        self._f.write(chunk)
+
+    def close(self) -> None:
+        try:
+            self._flush()
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            os.replace(self._tmp, self.path)
+        except BaseException as e:
+            self.abort()
+            raise _naming(e, self.path) from e
+
+    def abort(self) -> None:
+        self._f.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _naming(e: BaseException, path: Path) -> BaseException:
+    if isinstance(e, OSError) and e.filename != str(path):
+        return OSError(e.errno, e.strerror or str(e), str(path))
+    return e
+
+
+def write_records(path: Path | str, records: Iterable[Any]) -> int:
+    """Write ``records`` (any iterable, consumed once) as JSON Lines, atomically; how many were written."""
+    with RecordWriter(path) as w:
+        for r in records:
+            w.write(r)
+    return w.count
+
+
+def link_records(records: Records, path: Path | str) -> int:
+    """Put the whole file behind ``records`` at ``path`` without copying it (a hard link; a copy where
+    the disk or permissions refuse one), after checking every line; how many records it holds. A file
+    holding a secret value is written again instead, masked. ``records.whole`` must be true."""
+    path = Path(path)
+    secrets = [s.encode("utf-8") for s in secret_values()]
+    n = 0
+    for lineno, raw in records.lines():
+        records.parse(lineno, raw)
+        if any(s in raw for s in secrets):
+            return write_records(path, records)
+        n += 1
+    records._count = n
+    tmp = path.parent / f".{path.name}.{os.getpid()}.link"
+    try:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(records.path, tmp)
+        except OSError:  # another disk, or a file the link rules refuse: copy it
+            shutil.copyfile(records.path, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        raise _naming(e, path) from e
+    return n
