@@ -33,16 +33,16 @@ import orjson
 from registry.jsonio import MAX_LINE_BYTES, _open_binary
 from registry.secrets import secret_values
 
-_DUMP = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-CHUNK_BYTES = 1 << 20  # written (and masked) a chunk at a time
+_DUMP = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+BUFFER_BYTES = 1 << 20
 
 
-def dumps_record(record: Any) -> bytes:
-    """One record as a JSON line's bytes (no newline): UTF-8 kept, unknown types as ``str``."""
+def dumps_line_bytes(record: Any) -> bytes:
+    """One record as a JSON line's bytes, newline included: UTF-8 kept, unknown types as ``str``."""
     try:
         return orjson.dumps(record, default=str, option=_DUMP)
     except TypeError:  # what orjson does not write (an integer beyond 64 bits): the standard library does
-        return json.dumps(record, ensure_ascii=False, default=str).encode("utf-8")
+        return json.dumps(record, ensure_ascii=False, default=str).encode("utf-8") + b"\n"
 
 
 def loads_record(raw: bytes) -> Any:
@@ -51,21 +51,6 @@ def loads_record(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return json.loads(raw.decode("utf-8"))
-
-
-def _raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(line number, bytes)`` of each non-blank line, bounded like ``jsonio.iter_lines``."""
-    with _open_binary(path) as f:
-        lineno = 0
-        while True:
-            raw = f.readline(MAX_LINE_BYTES + 1)
-            if not raw:
-                return
-            lineno += 1
-            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                raise ValueError(f"{path}:{lineno}: line longer than {MAX_LINE_BYTES} bytes")
-            if raw.strip():
-                yield lineno, raw
 
 
 class Records:
@@ -95,13 +80,26 @@ class Records:
         return self.limit is None and self.path.suffix != ".gz"
 
     def lines(self) -> Iterator[tuple[int, bytes]]:
-        """``(line number, bytes)`` of each record's line, unparsed."""
+        """``(line number, bytes)`` of each record's line, unparsed; blank lines are skipped, a line longer
+        than ``jsonio.MAX_LINE_BYTES`` is an error naming it (never an out-of-memory)."""
         if not self.path.is_file():
             if self.missing_ok and not self.path.exists():
-                return iter(())
+                return
             raise FileNotFoundError(f"no such file: {self.path}")
-        lines = self._checked(_raw_lines(self.path))
-        return lines if self.limit is None else islice(lines, self.limit)
+        limit, n, lineno = self.limit, 0, 0
+        with _open_binary(self.path) as f:
+            readline = f.readline
+            while limit is None or n < limit:
+                raw = readline(MAX_LINE_BYTES + 1)
+                if not raw:
+                    return
+                lineno += 1
+                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    raise self._error(f"{self.path}:{lineno}: line longer than {MAX_LINE_BYTES} bytes")
+                if raw.isspace():
+                    continue
+                n += 1
+                yield lineno, raw
 
     def parse(self, lineno: int, raw: bytes) -> dict[str, Any]:
         """One line's record, checked."""
@@ -120,14 +118,20 @@ class Records:
         return rec
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for lineno, raw in self.lines():
-            yield self.parse(lineno, raw)
+        for _, rec in self.parsed():
+            yield rec
 
-    def _checked(self, lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
-        try:
-            yield from lines
-        except ValueError as e:  # a line too long
-            raise self._error(str(e)) from None
+    def parsed(self) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        """``(line, record)`` for each record, checked."""
+        fields, loads = self.fields, orjson.loads
+        for lineno, raw in self.lines():
+            try:
+                rec = loads(raw)
+            except orjson.JSONDecodeError:
+                rec = None
+            if type(rec) is not dict or (fields and not all(name in rec for name in fields)):
+                rec = self.parse(lineno, raw)  # the slow path: standard-library JSON, or the error
+            yield raw, rec
 
     def __len__(self) -> int:
         if self._count is None:
@@ -157,34 +161,26 @@ class RecordWriter:
         self.path = Path(path)
         self.count = 0
         self._secrets = [s.encode("utf-8") for s in secret_values()]
-        self._buf: list[bytes] = []
-        self._size = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         self._tmp = Path(tmp)
-        self._f = os.fdopen(fd, "wb")
+        # each line goes into the file's buffer at once and is freed: holding many small byte strings
+        # and freeing them together makes the allocator hand pages back and fault them in again
+        self._f = os.fdopen(fd, "wb", buffering=BUFFER_BYTES)
 
     def write(self, record: Any) -> None:
-        line = dumps_record(record)
-        self._buf.append(line)
-        self._size += len(line) + 1
+        line = dumps_line_bytes(record)
+        for s in self._secrets:  # a secret never spans lines: JSON escapes newlines
+            if s in line:
+                line = line.replace(s, b"***")
+        try:
+            self._f.write(line)
+        except OSError as e:  # a full disk: named by the file being written
+            raise _naming(e, self.path) from e
         self.count += 1
-        if self._size >= CHUNK_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._buf:
-            return
-        chunk = b"\n".join(self._buf) + b"\n"
-        for s in self._secrets:
-            if s in chunk:
-                chunk = chunk.replace(s, b"***")
-        self._buf, self._size = [], 0
-        self._f.write(chunk)
 
     def close(self) -> None:
         try:
-            self._flush()
             self._f.flush()
             os.fsync(self._f.fileno())
             self._f.close()
@@ -194,7 +190,10 @@ class RecordWriter:
             raise _naming(e, self.path) from e
 
     def abort(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()  # may flush what a full disk refuses: the file goes anyway
+        except OSError:
+            pass
         self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> RecordWriter:
@@ -228,9 +227,8 @@ def link_records(records: Records, path: Path | str) -> int:
     path = Path(path)
     secrets = [s.encode("utf-8") for s in secret_values()]
     n = 0
-    for lineno, raw in records.lines():
-        records.parse(lineno, raw)
-        if any(s in raw for s in secrets):
+    for raw, _ in records.parsed():
+        if secrets and any(s in raw for s in secrets):
             return write_records(path, records)
         n += 1
     records._count = n

@@ -34,7 +34,11 @@ def file_identity(path: str) -> Any:
         if p.is_file():
             st = p.stat()
             if st.st_size <= 64 << 20:
-                return hashlib.sha256(p.read_bytes()).hexdigest()
+                h = hashlib.sha256()
+                with open(p, "rb") as f:  # a chunk at a time: memory stays flat whatever the file's size
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+                return h.hexdigest()
             return [st.st_size, st.st_mtime_ns]
         if p.is_dir():
             return sorted((str(f.relative_to(p)), f.stat().st_size) for f in p.rglob("*") if f.is_file())

@@ -173,11 +173,24 @@ def _checked(rel: Path) -> bool:
 
 
 def _sha256(path: Path) -> str:
+    return _sha256_lines(path)[0]
+
+
+def _sha256_lines(path: Path) -> tuple[str, int]:
+    """A file's sha256 and its number of newlines, in one pass."""
     h = hashlib.sha256()
+    lines = 0
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+            lines += chunk.count(b"\n")
+    return h.hexdigest(), lines
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def file_sums(stage_dir: Path) -> dict[str, dict]:
@@ -190,10 +203,9 @@ def file_sums(stage_dir: Path) -> dict[str, dict]:
             continue
         entry: dict = {"bytes": f.stat().st_size}
         if rel.parts[0] != "model":
-            entry["sha256"] = _sha256(f)
+            entry["sha256"], lines = _sha256_lines(f)
             if f.suffix == ".jsonl":
-                with open(f, "rb") as fh:
-                    entry["lines"] = sum(1 for _ in fh)
+                entry["lines"] = lines + (1 if entry["bytes"] and not _ends_with_newline(f) else 0)
         out[rel.as_posix()] = entry
     return out
 
