@@ -106,3 +106,31 @@ class Broken(WholeComponent):
 
     def summarize(self, records, ctx):
         raise RuntimeError("no summary")
+
+
+class Gush(WholeComponent):
+    """Streams ``n`` records of about 1 KB, made as they are asked for; records in ``stats`` how large the
+    stage's records file being written already was when the last record was handed over."""
+
+    streams = True
+    outputs = Fields("id", "text")
+
+    class Params(Params):
+        n: int = Field(3000, description="how many records")
+
+    def run(self, inputs, ctx):
+        for i in range(self.params.n):
+            yield {"id": f"g{i}", "text": f"{i} " + "x" * 1000}
+        partial = [p.stat().st_size for p in ctx.artifact_dir.glob(".records.jsonl.*.tmp")]
+        ctx.save_stats("written_before_the_end", {"bytes": sum(partial)})
+
+
+class Kinds(WholeComponent):
+    """Passes its ``records`` on; keeps the Python type of each input it got (a list unless it streams)."""
+
+    inputs = {"records": Fields()}
+    passthrough = "records"
+
+    def run(self, inputs, ctx):
+        ctx.save_stats("kinds", {port: type(v).__name__ for port, v in inputs.items()})
+        return inputs["records"]
