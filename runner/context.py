@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,32 @@ from runner.load import Binding
 from runner.models import ModelManager
 
 
+class LazyInputs(Mapping[str, list[dict]]):
+    """A map stage's input ports as ``ctx.inputs`` shows them: each read into a list the first time it is
+    looked at (a map component reads its side inputs there; the port it maps over streams past it)."""
+
+    def __init__(self, ports: Mapping[str, Iterable[dict]]) -> None:
+        self._ports = ports
+        self._lists: dict[str, list[dict]] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, port: str) -> list[dict]:
+        with self._lock:
+            if port not in self._lists:
+                records = self._ports[port]
+                self._lists[port] = records if isinstance(records, list) else list(records)
+            return self._lists[port]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ports)
+
+    def __len__(self) -> int:
+        return len(self._ports)
+
+
 class StageContext:
     def __init__(self, *, stage: str, params: Params, seed: int, stage_dir: Path, bindings: dict[str, Binding],
-                 models: ModelManager, inputs: dict[str, list[dict]], meter: Meter,
+                 models: ModelManager, inputs: Mapping[str, Any], meter: Meter,
                  on_advance: Callable[[int, int | None], None] | None = None, journal: Path | None = None) -> None:
         self.stage = stage
         self.params = params

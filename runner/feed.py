@@ -11,8 +11,9 @@ resume stays exact.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 
 from runner.errors import StageFailure
 
@@ -33,10 +34,13 @@ class RecordFeed:
         self._listeners: list[Callable[[], None]] = []
 
     @classmethod
-    def complete(cls, stage: str, records: list[dict]) -> RecordFeed:
-        """A feed that already holds every record (a finished upstream)."""
+    def complete(cls, stage: str, records: Iterable[dict]) -> RecordFeed | FileFeed:
+        """A feed of every record of a finished upstream: a list as it is (nothing is copied), anything
+        else (its records file) read as the records are taken."""
+        if not isinstance(records, list):
+            return FileFeed(stage, records)
         feed = cls(stage, closed=True)
-        feed.records = records  # the list itself: nothing is copied
+        feed.records = records
         return feed
 
     def listen(self, wake: Callable[[], None]) -> None:
@@ -44,10 +48,17 @@ class RecordFeed:
         with self._lock:
             self._listeners.append(wake)
 
-    def take(self, start: int) -> tuple[list[dict], bool, str | None]:
-        """The records from position ``start`` on, whether the feed is closed, why it failed (or None)."""
+    def take(self, start: int, limit: int | None = None) -> tuple[list[dict], bool, str | None]:
+        """The records from position ``start`` on (at most ``limit``), whether no more will come after
+        them, why the feed failed (or None)."""
         with self._lock:
-            return self.records[start:], self.closed, self.failed
+            new = self.records[start:] if limit is None else self.records[start:start + limit]
+            return new, self.closed and start + len(new) >= len(self.records), self.failed
+
+    def available(self, start: int) -> bool:
+        """Whether records from position ``start`` on are there to take now."""
+        with self._lock:
+            return len(self.records) > start
 
     def extend(self, records: list[dict]) -> None:
         if records:
@@ -74,6 +85,30 @@ class RecordFeed:
     def _wake(self) -> None:
         for wake in list(self._listeners):
             wake()
+
+
+class FileFeed:
+    """A finished upstream's records, read from its file (any iterable) as they are taken, so only the
+    records taken and not yet done are in memory."""
+
+    def __init__(self, stage: str, records: Iterable[dict]) -> None:
+        self.stage = stage
+        self.failed: str | None = None
+        self._it = iter(records)
+        self._done = False
+
+    def listen(self, wake: Callable[[], None]) -> None:
+        """Nothing arrives later: every record is there to take."""
+
+    def take(self, start: int, limit: int | None = None) -> tuple[list[dict], bool, str | None]:
+        """The next records (at most ``limit``; ``start`` is where the last take ended)."""
+        new = list(self._it if limit is None else islice(self._it, limit))
+        if limit is None or len(new) < limit:
+            self._done = True
+        return new, self._done, None
+
+    def available(self, start: int) -> bool:
+        return not self._done
 
 
 @dataclass

@@ -1,9 +1,13 @@
 """Map stages: the input records in batches, each finished batch in a write-ahead log, retries, shards.
 
-A ``MapStageRun`` is one run of one map stage. Its state is the list of record keys, the outcome of every
-finished record (``done``, read back from the write-ahead logs on resume and grown as batches finish) and
-this process's own log. A record's outcome is either ``{"out": [records]}`` or ``{"failed": {...}}``; the
-failed ones become the stage's failures ledger.
+A ``MapStageRun`` is one run of one map stage. Its state is the list of record keys, where the outcome of
+every finished record is (``done``: an index into the write-ahead logs, read on resume and grown as batches
+finish) and this process's own log. A record's outcome is either ``{"out": [records]}`` or
+``{"failed": {...}}``; the failed ones become the stage's failures ledger.
+
+Records stream: the input is taken from its feed (the upstream's file, read as it goes) a few batches
+ahead of the batches running, a record is dropped once its batch is logged, and the stage's records are
+read back from the logs, in input order, as they are written. Memory holds the keys and the index.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -22,10 +27,11 @@ from runner.context import StageContext
 from runner.errors import RunFileError, StageFailure
 from runner.feed import RecordFeed, StageLinks, StageStopped
 from runner.fingerprint import digest
+from runner.outcomes import FAILED, Outcomes
 from runner.progress import StageProgress, set_current_stage
 from runner.results import StageOutput
 from runner.schema import StageSpec
-from runner.store import AppendLog, is_disk_fault, read_complete_lines, write_fault
+from runner.store import AppendLog, is_disk_fault, write_fault
 
 log = logging.getLogger("recipe.run")
 
@@ -116,18 +122,17 @@ class MapStageRun:
     """One run of a map stage over ``records`` (the records of its mapped port), or over the records a
     running upstream stage hands it as they are finished (``links.source``)."""
 
-    def __init__(self, comp: MapComponent, stage: str, spec: StageSpec, ctx: StageContext, records: list[dict],
-                 bar: StageProgress, *, shard: Shard | None = None, retry_failed: bool = False,
-                 revision: int = 0, links: StageLinks | None = None) -> None:
+    def __init__(self, comp: MapComponent, stage: str, spec: StageSpec, ctx: StageContext,
+                 records: Iterable[dict], bar: StageProgress, *, shard: Shard | None = None,
+                 retry_failed: bool = False, revision: int = 0, links: StageLinks | None = None) -> None:
         self.comp = comp
         self.stage = stage
         self.ctx = ctx
         self.bar = bar
         self.links = links or StageLinks()
         self.feed = self.links.source or RecordFeed.complete(stage, records)
-        self.records: list[dict] = []
         self.keys: list[str] = []
-        self.by_key: dict[str, dict] = {}
+        self.by_key: dict[str, dict] = {}  # the records taken whose batch is not logged yet
         self.batch_size = spec.batch_size or comp.batch_size
         self.concurrency = spec.concurrency
         self.retries = spec.retries
@@ -137,7 +142,7 @@ class MapStageRun:
         self.salt = f":rev{revision}" if revision else ""
         # opening the log cuts a line torn by a crash, before any log is read
         self.wal = AppendLog(ctx.artifact_dir / shard_name("wal", shard))
-        self.done: dict[str, dict] = {}
+        self.done = Outcomes()
         self._keyer = RecordKeys()
         self._closed = False  # every record is known
         self._formed = 0  # keys[:_formed] are in batches already
@@ -162,21 +167,23 @@ class MapStageRun:
         """Read what earlier runs finished: every shard's log counts, this process's own log last so its
         newer entries win."""
         for path in sorted(self.ctx.artifact_dir.glob("wal*.jsonl"), key=lambda p: p == self.wal.path):
-            entries = self.wal if path == self.wal.path else read_complete_lines(path)
-            for entry in entries:
-                self.done.update(entry.get("items", {}))
+            self.done.read_log(path)
         if self.retry_failed:
-            self.done = {k: v for k, v in self.done.items() if "failed" not in v}
+            self.done.drop_failed()
+
+    def _room(self) -> int:
+        """How many more records to take now: enough for the batches that may run next, a few ahead."""
+        return max(0, self.batch_size * (2 * self._workers() + 2) - len(self.by_key))
 
     def _take(self) -> bool:
-        """Add the records the feed got since the last look; False once the upstream stopped feeding."""
-        new, closed, failed = self.feed.take(len(self.records))
+        """Add the records the feed got since the last look (as many as there is room for); False once
+        the upstream stopped feeding."""
+        new, closed, failed = self.feed.take(len(self.keys), self._room())
         if new:
             try:
                 keys = self._keyer.add(new)
             except DuplicateIds as e:
                 raise StageFailure(self.stage, str(e)) from None
-            self.records.extend(new)
             self.by_key.update(zip(keys, new))
             self.keys.extend(keys)
         if closed and not self._closed:
@@ -201,6 +208,11 @@ class MapStageRun:
             b = i // self.batch_size
             if todo and not (self.shard and b % self.shard[1] != self.shard[0]):
                 batches.append((b, todo))
+            else:
+                todo = []
+            with self._lock:
+                for k in set(keys) - set(todo):  # done already, or another shard's
+                    self.by_key.pop(k, None)
         return batches
 
     def _workers(self) -> int:
@@ -233,6 +245,8 @@ class MapStageRun:
                 stopping = self.links.stop.is_set() or not upstream_ok
                 if not running and (finished or stopping):
                     break
+                if not stopping and not waiting and self._room() and self.feed.available(len(self.keys)):
+                    continue  # more records to take now (all those taken were done already)
                 if not stopping and pool is None and waiting:
                     self._run_batch(*waiting.popleft())
                     continue
@@ -252,9 +266,11 @@ class MapStageRun:
     def _run_batch(self, index: int, keys: list[str]) -> None:
         set_call_order(index)  # a model's window serves earlier batches first: they finish in input order
         items = self._process(keys)
-        self.wal.append({"items": items})
+        offset = self.wal.append({"items": items})
         with self._lock:
-            self.done.update(items)
+            self.done.add(self.wal.path, offset, items)
+            for k in keys:
+                self.by_key.pop(k, None)
         self.bar.advance(len(keys))
         self._publish()
 
@@ -264,11 +280,10 @@ class MapStageRun:
         if sink is None:
             return
         with self._lock:
-            out: list[dict] = []
+            start = self._published
             while self._published < len(self.keys) and self.keys[self._published] in self.done:
-                out.extend(self.done[self.keys[self._published]].get("out", []))
                 self._published += 1
-            sink.extend(out)  # under the lock: batches finishing together publish in order
+            sink.extend(list(self.done.records(self.keys[start:self._published])))  # under the lock: batches finishing together publish in order
 
     def _process(self, keys: list[str]) -> dict[str, dict]:
         """Each record's outcome for one batch: the batch at once, then the records that failed alone."""
@@ -309,15 +324,16 @@ class MapStageRun:
         return outcome
 
     def _output(self) -> StageOutput:
-        out, failures = [], []
+        """Counts and failures now; the records as a generator, read back from the logs as it is written."""
+        failures, n_out, dropped = [], 0, 0
         for k in self.keys:
-            item = self.done[k]
-            if "failed" in item:
-                failures.append({"stage": self.stage, "record_id": k, **item["failed"]})
+            n = self.done.n_out(k)
+            if n == FAILED:
+                failures.append({"stage": self.stage, "record_id": k, **self.done.get(k)["failed"]})
             else:
-                out.extend(item["out"])
-        counts = {"in": len(self.records), "out": len(out), "failed": len(failures),
-                  "dropped": sum(1 for k in self.keys if "out" in self.done[k] and not self.done[k]["out"])}
+                n_out += n
+                dropped += n == 0
+        counts = {"in": len(self.keys), "out": n_out, "failed": len(failures), "dropped": dropped}
         for f in failures[:5]:
             log.warning("stage %s, record %s failed: %s", self.stage, f["record_id"], f["error"])
-        return StageOutput(out, failures, counts)
+        return StageOutput(self.done.records(self.keys), failures, counts)

@@ -162,6 +162,20 @@ class StageScheduler:
             return False, None
         return True, job.links.sink
 
+    def _mapped_from(self, s: str) -> bool:
+        """Whether a map stage downstream maps over ``s`` (and could start on its records early): only
+        then are its finished records handed on in memory."""
+        for t, spec in self.loaded.recipe.stages.items():
+            comp = self.loaded.components[t]
+            if not isinstance(comp, MapComponent) or s not in spec.inputs.values():
+                continue
+            try:
+                if spec.inputs.get(map_port(comp, spec, t)) == s:
+                    return True
+            except StageFailure:
+                continue
+        return False
+
     def window(self, s: str) -> int | None:
         """Requests the stage's models serve at once when it calls only API models; None otherwise."""
         windows = [self.models.window(b) for b in self.loaded.bindings.get(s, {}).values()]
@@ -179,7 +193,8 @@ class StageScheduler:
         local = window is None
         # a map stage hands its finished records to a map stage downstream that may start before it ends;
         # one re-run in place (--retry-failed) changes the fingerprints downstream, which then wait for it
-        feeds = self.pipelining and isinstance(self.loaded.components[s], MapComponent) and not decision.in_place
+        feeds = self.pipelining and isinstance(self.loaded.components[s], MapComponent) and not decision.in_place \
+            and self._mapped_from(s)
         links = StageLinks(source=source, sink=RecordFeed(s) if feeds else None, stop=self.stop, window=window)
         job = Job(s, local, links, decision)
         self._running[s] = job

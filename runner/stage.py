@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from registry.jsonio import read_json
 from registry.records import Records, link_records, write_records
 from runner.backends.base import BudgetExceeded
 from runner.callcache import Meter
-from runner.context import StageContext
+from runner.context import LazyInputs, StageContext
 from runner.errors import RunFileError, StageFailure
 from runner.failures import within_limit
 from runner.feed import StageLinks
@@ -179,12 +179,15 @@ class StageRun:
         try:
             fed = source.stage if source is not None else None  # its records come later
             self._check_inputs({p: r for p, r in inputs.items() if self.spec.inputs[p] != fed})
-            if not is_streaming(comp):  # read into lists, as the component expects
-                inputs = {p: r if isinstance(r, list) else list(r) for p, r in inputs.items()}
+            seen: Mapping[str, Any] = inputs  # the inputs as the component sees them (ctx.inputs)
+            if isinstance(comp, MapComponent):  # the mapped port streams; ctx.inputs reads a port when asked
+                seen = LazyInputs(inputs)
+            elif not is_streaming(comp):  # read into lists, as the component expects
+                inputs = seen = {p: r if isinstance(r, list) else list(r) for p, r in inputs.items()}
             mapped = isinstance(comp, MapComponent) and fed is None
             total = len(inputs[map_port(comp, self.spec, s)]) if mapped else None
             bar = progress.stage(s, total, meter)
-            ctx = self._context(sdir, inputs, meter, bar)
+            ctx = self._context(sdir, seen, meter, bar)
             if isinstance(comp, MapComponent):
                 self._open_models(ctx)
             output = self._execute(ctx, inputs, bar)
@@ -241,7 +244,7 @@ class StageRun:
                 cause = str(e) if isinstance(e, StageFailure) else f"{type(e).__name__}: {e}"
                 raise StageFailure(self.stage, f"model {b.ref!r} (slot {slot!r}) cannot be loaded: {cause}") from e
 
-    def _context(self, sdir: Path, inputs: dict[str, list[dict]], meter: Meter, bar: StageProgress) -> StageContext:
+    def _context(self, sdir: Path, inputs: Mapping[str, Any], meter: Meter, bar: StageProgress) -> StageContext:
         """The component's ``ctx``, after seeding the global RNGs with the stage's seed; a stage that calls
         only API models (``links.window``) runs beside others and leaves them alone (it has ``ctx.rng``)."""
         seed = self.folders.seed(self.stage)
@@ -252,7 +255,7 @@ class StageRun:
                             bindings=self.bindings, models=self.models, inputs=inputs, meter=meter,
                             on_advance=bar.advance, journal=sdir / shard_name("calls", self.settings.shard))
 
-    def _execute(self, ctx: StageContext, inputs: dict[str, list[dict]], bar: StageProgress) -> StageOutput:
+    def _execute(self, ctx: StageContext, inputs: dict[str, Any], bar: StageProgress) -> StageOutput:
         if isinstance(self.comp, MapComponent):
             records = inputs[map_port(self.comp, self.spec, self.stage)]
             # a re-run for failed records (revision > 0) tries them again, also when resumed after a crash

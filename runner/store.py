@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import logging
 import os
 import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from registry.atomic import atomic_write_json
 from registry.jsonio import dumps_line, read_json
-from registry.records import Records
+from registry.records import Records, loads_record
 from registry.secrets import redact
 from runner.errors import RunFileError
 
@@ -52,29 +52,72 @@ def write_fault(path: Path | str | None, e: OSError) -> RunFileError:
                         "fix the disk) and run the same command again: finished records and paid calls are kept")
 
 
-def _log_lines(path: Path) -> Iterator[dict]:
-    """The entries of a JSON-lines log: a damaged line in the middle is skipped with a warning naming
-    it; a last line without its newline (still being written, or torn by a crash) is left out."""
+def log_entries(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(offset, entry)`` of each entry of a JSON-lines log, read a line at a time: a damaged line in the
+    middle is skipped with a warning naming it; a last line without its newline (still being written, or
+    torn by a crash) is left out."""
     if not path.exists():
         return
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    for lineno, line in enumerate(lines[:-1], 1):  # the piece after the last newline is unfinished
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            log.warning("%s:%d: damaged line skipped (%d bytes); the entries around it are kept",
-                        path, lineno, len(line))
-            continue
-        if isinstance(entry, dict):
-            yield entry
+    with open(path, "rb") as f:
+        offset, lineno = 0, 0
+        for line in f:
+            start, offset = offset, offset + len(line)
+            lineno += 1
+            if not line.endswith(b"\n"):  # unfinished
+                return
+            if not line.strip():
+                continue
+            try:
+                entry = loads_record(line)
+            except ValueError:
+                log.warning("%s:%d: damaged line skipped (%d bytes); the entries around it are kept",
+                            path, lineno, len(line) - 1)
+                continue
+            if isinstance(entry, dict):
+                yield start, entry
+
+
+def read_line_at(path: Path, offset: int) -> dict:
+    """The log entry that starts at ``offset`` of ``path`` (an offset ``log_entries`` or ``append`` gave)."""
+    with open(path, "rb") as f:
+        return entry_at(f, path, offset)
+
+
+def entry_at(f: IO[bytes], path: Path, offset: int) -> dict:
+    """``read_line_at`` through a file already open."""
+    f.seek(offset)
+    line = f.readline()
+    try:
+        entry = loads_record(line)
+    except ValueError:
+        entry = None
+    if not isinstance(entry, dict):
+        raise RunFileError(path, f"damaged at byte {offset} since this run read it; run the same command again")
+    return entry
+
+
+def _log_lines(path: Path) -> Iterator[dict]:
+    for _, entry in log_entries(path):
+        yield entry
 
 
 def read_complete_lines(path: Path) -> list[dict]:
     """The complete JSON lines of a log another process may still be appending to (no repair)."""
     return list(_log_lines(path))
+
+
+def _end_of_last_line(path: Path, size: int) -> int:
+    """Where the last complete line of a file ends (0: none), reading back from its end a block at a time."""
+    with open(path, "rb") as f:
+        pos = size
+        while pos > 0:
+            start = max(0, pos - (1 << 16))
+            f.seek(start)
+            i = f.read(pos - start).rfind(b"\n")
+            if i >= 0:
+                return start + i + 1
+            pos = start
+    return 0
 
 
 class AppendLog:
@@ -100,9 +143,9 @@ class AppendLog:
     def _repair(self) -> None:
         if not self.path.exists():
             return
-        data = self.path.read_bytes()
-        good = data.rfind(b"\n") + 1
-        if good != len(data):
+        size = self.path.stat().st_size
+        good = _end_of_last_line(self.path, size)
+        if good != size:
             try:
                 with open(self.path, "r+b") as f:
                     f.truncate(good)
@@ -112,7 +155,8 @@ class AppendLog:
     def __iter__(self) -> Iterator[dict]:
         return _log_lines(self.path)
 
-    def append(self, *entries: dict) -> None:
+    def append(self, *entries: dict) -> int:
+        """Append ``entries`` (durably, see the class); the offset in the file where the first one starts."""
         text = redact("".join(dumps_line(e) for e in entries))
         with self._lock:
             size = self.path.stat().st_size if self.path.exists() else 0
@@ -131,7 +175,7 @@ class AppendLog:
         # every line written before it started; each append still returns only once its line is on disk
         with self._sync_lock:
             if self._synced >= mine:
-                return
+                return size
             if self._cut >= mine:
                 raise write_fault(self.path, self._cut_cause)
             with self._lock:
@@ -147,6 +191,7 @@ class AppendLog:
                     self._cut, self._size, self._cut_cause = self._written, self._synced_size, e
                 raise write_fault(self.path, e) from e
             self._synced, self._synced_size = upto, end
+        return size
 
     def _write(self, text: str) -> None:
         with open(self.path, "a", encoding="utf-8") as f:

@@ -134,3 +134,14 @@ class Kinds(WholeComponent):
     def run(self, inputs, ctx):
         ctx.save_stats("kinds", {port: type(v).__name__ for port, v in inputs.items()})
         return inputs["records"]
+
+
+class Stamp(MapComponent):
+    """Adds ``stamped: true`` to each record (no model)."""
+
+    inputs = {"records": Fields()}
+    passthrough = "records"
+    outputs = Fields("stamped")
+
+    def process(self, batch, ctx):
+        return [{**r, "stamped": True} for r in batch]

@@ -44,12 +44,17 @@ def counts(sdir):
     return json.loads((sdir / "manifest.json").read_text())["counts"]
 
 
-def peak_of_run(tmp_path, n):
-    """Peak Python memory (tracemalloc) of one in-process load → filter → export over ``n`` records."""
+MAPPED = PIPELINE.replace("inputs: {{records: keep}}", "inputs: {{records: stamp}}") + """\
+  stamp: {{type: demo_components:Stamp, inputs: {{records: keep}}, batch_size: 16}}
+"""
+
+
+def peak_of_run(tmp_path, n, recipe=PIPELINE):
+    """Peak Python memory (tracemalloc) of one in-process run of ``recipe`` over ``n`` records."""
     d = tmp_path / str(n)
     d.mkdir()
     src = make_input(d / "in.jsonl", n)
-    loaded = load_recipe(write(d / "r.yaml", PIPELINE.format(src=src, out=d / "out.jsonl")))
+    loaded = load_recipe(write(d / "r.yaml", recipe.format(src=src, out=d / "out.jsonl")))
     tracemalloc.start()
     try:
         run_recipe(loaded, d / "runs", progress=False, publish=False)
@@ -66,6 +71,13 @@ def test_peak_memory_of_load_filter_export_does_not_grow_with_the_records(tmp_pa
     small = peak_of_run(tmp_path, 3000)  # 3 MB of records
     large = peak_of_run(tmp_path, 12000)  # 12 MB: holding them (as dicts) would add well over 9 MB
     assert large - small < 1.5 * 2**20, (small, large)
+
+
+def test_a_map_stage_holds_keys_and_an_index_not_its_records(tmp_path):
+    peak_of_run(tmp_path, 200, MAPPED)
+    small = peak_of_run(tmp_path, 3000, MAPPED)
+    large = peak_of_run(tmp_path, 12000, MAPPED)  # 4500 more records through the map stage: about 5 MB
+    assert large - small < 2 * 2**20, (small, large)
 
 
 def test_a_load_stage_links_its_input_and_is_reused_until_the_input_changes(tmp_path):
