@@ -16,7 +16,10 @@ a ``Params`` pydantic model and one of two shapes:
   an input's ``Records`` itself passes those records on without copying them.
 
 Both may define ``summarize(records, ctx) -> dict`` (written to ``metrics.json``) and
-``report(records, metrics, ctx) -> str`` (a markdown section for ``report.md``). Side statistics that
+``report(records, metrics, ctx) -> str`` (a markdown section for ``report.md``). ``records`` is the
+stage's output: what ``run`` returned for a whole component that does not stream, else (map stages,
+streaming whole stages) a ``Records`` view of the written file: iterate it (each pass reads it again)
+and take ``len()``; do not index it. Side statistics that
 ``summarize`` or the report need (counts, training curves) go through ``ctx.save_stats`` /
 ``ctx.load_stats``; a component never writes or reads its own side files.
 
@@ -42,7 +45,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
@@ -116,7 +119,9 @@ class Context(Protocol):
     scratch: Path  # private working folder of this stage run (kept across resumes)
     artifact_dir: Path  # the stage's output folder: trainers write ``model/`` here, judges PNGs, ...
     log: logging.Logger
-    inputs: dict[str, list[dict]]  # all input ports, whole (map components read side inputs here)
+    # all input ports, whole (map components read side inputs here; a port is read into a list when first
+    # looked at); a streaming whole component gets ``Records`` views
+    inputs: Mapping[str, Any]
 
     def model(self, slot: str | None = None) -> LLM: ...
 
