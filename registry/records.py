@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -146,11 +147,58 @@ class Records:
         while batch := list(islice(it, size)):
             yield batch
 
+    def by_position(self) -> RecordsByPosition:
+        """The records by position, read when asked: in memory only each line's offset (8 bytes)."""
+        return RecordsByPosition(self)
+
     def check(self) -> int:
         """Parse and check every line; the number of records (now also ``len()``)."""
         n = sum(1 for _ in self)
         self._count = n
         return n
+
+
+class RecordsByPosition:
+    """Random access to the records of a plain (not gzipped) file: ``len()`` and ``[i]``, each record read
+    from its line when asked. Use it as a context manager (it keeps the file open)."""
+
+    def __init__(self, records: Records) -> None:
+        if records.path.suffix == ".gz":
+            raise ValueError(f"{records.path}: records of a gzipped file cannot be read by position")
+        self.records = records
+        self.offsets = array("q")
+        if not records.path.exists() and records.missing_ok:
+            self._f = None
+            return
+        self._f = open(records.path, "rb")
+        offset, n, limit = 0, 0, records.limit
+        for raw in iter(lambda: self._f.readline(MAX_LINE_BYTES + 1), b""):
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise records._error(f"{records.path}: a line longer than {MAX_LINE_BYTES} bytes at byte {offset}")
+            if not raw.isspace():
+                if limit is not None and n >= limit:
+                    break
+                self.offsets.append(offset)
+                n += 1
+            offset += len(raw)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        assert self._f is not None
+        self._f.seek(self.offsets[i])
+        return self.records.parse(i + 1, self._f.readline())  # numbered by record: blank lines not counted
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+
+    def __enter__(self) -> RecordsByPosition:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
 
 
 class RecordWriter:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
 from components.base import Context, Estimate, Fields, Params, WholeComponent
+from registry.records import Records, RecordsByPosition
 
 
 class MixParams(Params):
@@ -64,9 +67,13 @@ class Mix(WholeComponent):
     The reference `pre_tokenize.py` meant to choose how much long data to use (`--datanum`), but that
     branch is dead code (spec pitfall §9.2) and all long data is always used. Here the counts are honoured.
     To get the reference behaviour, leave `long_count` unset.
+
+    The records stream: in memory are only the positions drawn and each input's index of line offsets
+    (8 bytes a record); each record is read when its turn in the mix comes.
     """
 
     type: ClassVar[str] = "data.mix"
+    streams: ClassVar[bool] = True
     Params: ClassVar[type[Params]] = MixParams
     inputs: ClassVar[dict[str, Fields]] = {"long": Fields(), "short": Fields()}
     passthrough: ClassVar[str | None] = "long"  # records keep their fields (both inputs carry the same kind)
@@ -98,22 +105,26 @@ class Mix(WholeComponent):
                 raise ValueError(f"data.mix: asked for {want} records from '{port}' but it is empty")
         return k_long, k_short
 
-    def run(self, inputs: dict[str, list[dict]], ctx: Context) -> list[dict]:
+    def run(self, inputs: dict[str, Any], ctx: Context) -> Iterator[dict]:
+        """The mix as a generator: the draws and the shuffle are over positions (the index of the inputs'
+        lines), each record is read from its input when its turn comes."""
         p: MixParams = self.params  # type: ignore[assignment]
-        long, short = inputs.get("long", []), inputs.get("short", [])
-        k_long, k_short = self.plan_counts(len(long), len(short))
-        picked = [("long", r) for r in self._draw(long, k_long, ctx)]
-        picked += [("short", r) for r in self._draw(short, k_short, ctx)]
-        if p.shuffle:
-            ctx.rng.shuffle(picked)
-        return _with_unique_ids([{**r, p.source_field: src} for src, r in picked])
+        with ExitStack() as open_inputs:
+            sides = {port: _by_position(inputs.get(port, []), open_inputs) for port in ("long", "short")}
+            k_long, k_short = self.plan_counts(len(sides["long"]), len(sides["short"]))
+            picked = [("long", i) for i in self._draw(len(sides["long"]), k_long, ctx)]
+            picked += [("short", i) for i in self._draw(len(sides["short"]), k_short, ctx)]
+            if p.shuffle:
+                ctx.rng.shuffle(picked)
+            yield from _with_unique_ids({**sides[src][i], p.source_field: src} for src, i in picked)
 
-    def _draw(self, records: list[dict], k: int, ctx: Context) -> list[dict]:
-        if k == len(records) and not self.params.with_replacement:  # type: ignore[attr-defined]
-            return list(records)
+    def _draw(self, n: int, k: int, ctx: Context) -> list[int]:
+        """Positions of ``k`` of ``n`` records (the same draws as over the records themselves)."""
+        if k == n and not self.params.with_replacement:  # type: ignore[attr-defined]
+            return list(range(n))
         if self.params.with_replacement:  # type: ignore[attr-defined]
-            return ctx.rng.choices(records, k=k)
-        return ctx.rng.sample(records, k)
+            return ctx.rng.choices(range(n), k=k)
+        return ctx.rng.sample(range(n), k)
 
     def estimate(self, n_in: dict[str, int | None]) -> Estimate:
         n_long, n_short = n_in.get("long"), n_in.get("short")
@@ -133,10 +144,16 @@ class Mix(WholeComponent):
         return {"n": n, "long": n_long, "short": n_short, "short_share": (n_short / n) if n else None}
 
 
-def _with_unique_ids(records: list[dict]) -> list[dict]:
+def _by_position(records: Sequence[dict] | Records, stack: ExitStack) -> Sequence[dict] | RecordsByPosition:
+    """Records by position: a list as it is; a ``Records`` through its index of line offsets."""
+    if isinstance(records, Records):
+        return stack.enter_context(records.by_position())
+    return records
+
+
+def _with_unique_ids(records: Iterable[dict]) -> Iterator[dict]:
     """Give repeated ids (sampling with replacement, or the same id in both inputs) a distinct suffix."""
     used: set[str] = set()
-    out = []
     for r in records:
         key = "id" if "id" in r else ("idx" if "idx" in r else None)
         if key is not None:
@@ -148,5 +165,4 @@ def _with_unique_ids(records: list[dict]) -> list[dict]:
             used.add(new)
             if new != base:
                 r = {**r, "id": new}
-        out.append(r)
-    return out
+        yield r

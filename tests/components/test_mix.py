@@ -13,7 +13,7 @@ SHORT = [{"id": f"S{i}", "messages": [{"role": "user", "content": f"short {i}"}]
 
 
 def run(tmp_path, seed: int = 0, long=LONG, short=SHORT, **params) -> list[dict]:
-    return Mix(MixParams(**params)).run({"long": long, "short": short}, FakeCtx(tmp=tmp_path, seed=seed))
+    return list(Mix(MixParams(**params)).run({"long": long, "short": short}, FakeCtx(tmp=tmp_path, seed=seed)))
 
 
 def by_source(records: list[dict]) -> dict[str, list[dict]]:
@@ -101,5 +101,31 @@ def test_inconsistent_params_are_rejected(params):
 def test_estimate_and_summary(tmp_path):
     comp = Mix(MixParams(short_ratio=0.5, total=6))
     assert comp.estimate({"long": 10, "short": 20}).records_out == 6
-    out = comp.run({"long": LONG, "short": SHORT}, FakeCtx(tmp=tmp_path))
+    out = list(comp.run({"long": LONG, "short": SHORT}, FakeCtx(tmp=tmp_path)))
     assert comp.summarize(out, FakeCtx(tmp=tmp_path)) == {"n": 6, "long": 3, "short": 3, "short_share": 0.5}
+
+
+@pytest.mark.parametrize("params", [{"long_count": 4, "short_count": 6},
+                                    {"short_ratio": 0.5, "total": 16, "with_replacement": True},
+                                    {"shuffle": False}])
+def test_records_files_are_mixed_by_position_as_the_records_themselves_would_be(tmp_path, params):
+    import random
+
+    from registry.records import Records, write_records
+
+    write_records(tmp_path / "long.jsonl", LONG)
+    write_records(tmp_path / "short.jsonl", SHORT)
+    files = {"long": Records(tmp_path / "long.jsonl"), "short": Records(tmp_path / "short.jsonl")}
+    got = list(Mix(MixParams(**params)).run(files, FakeCtx(tmp=tmp_path, seed=3)))
+    # the draws over the records in memory, with the same seeded RNG
+    p, rng = MixParams(**params), random.Random(3)
+    k_long, k_short = Mix(p).plan_counts(len(LONG), len(SHORT))
+    picked = []
+    for src, recs, k in (("long", LONG, k_long), ("short", SHORT, k_short)):
+        drawn = recs if k == len(recs) and not p.with_replacement else \
+            rng.choices(recs, k=k) if p.with_replacement else rng.sample(recs, k)
+        picked += [{**r, "source": src} for r in drawn]
+    if p.shuffle:
+        rng.shuffle(picked)
+    assert [r["id"].split("-")[0] for r in got] == [r["id"] for r in picked]
+    assert [r["messages"] for r in got] == [r["messages"] for r in picked]
