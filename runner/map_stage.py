@@ -184,7 +184,8 @@ class MapStageRun:
                 keys = self._keyer.add(new)
             except DuplicateIds as e:
                 raise StageFailure(self.stage, str(e)) from None
-            self.by_key.update(zip(keys, new))
+            with self._lock:
+                self.by_key.update(zip(keys, new))
             self.keys.extend(keys)
         if closed and not self._closed:
             self._closed = True
@@ -283,7 +284,8 @@ class MapStageRun:
             start = self._published
             while self._published < len(self.keys) and self.keys[self._published] in self.done:
                 self._published += 1
-            sink.extend(list(self.done.records(self.keys[start:self._published])))  # under the lock: batches finishing together publish in order
+            # under the lock: batches finishing together publish in order
+            sink.extend(list(self.done.records(self.keys[start:self._published])))
 
     def _process(self, keys: list[str]) -> dict[str, dict]:
         """Each record's outcome for one batch: the batch at once, then the records that failed alone."""
