@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from registry.atomic import atomic_write_json
-from registry.jsonio import dumps_line, read_json
+from registry.jsonio import dumps_line, read_json, read_jsonl  # noqa: F401 - read_jsonl: re-exported
 from registry.records import Records, loads_record
 from registry.secrets import redact
 from runner.errors import RunFileError
