@@ -215,12 +215,11 @@ class PassageIndex:
         if vectors.shape[1] != self.meta["dim"]:
             raise ValueError(f"query vectors have {vectors.shape[1]} dimensions, the index {self.meta['dim']}")
         matches = self._dense_index().search(vectors, min(n, len(self)), exact=exact)
-        out = []
-        for i in range(len(queries)):
-            count = int(matches.counts[i])
-            keys, dist = matches.keys[i][:count], matches.distances[i][:count]
-            out.append([(int(key), 1.0 - float(d)) for key, d in zip(keys, dist)])
-        return out
+        if not hasattr(matches, "counts"):  # one query: usearch answers with its matches alone
+            rows = [(matches.keys, matches.distances)]
+        else:
+            rows = [(matches.keys[i][:c], matches.distances[i][:c]) for i, c in enumerate(matches.counts)]
+        return [[(int(key), 1.0 - float(d)) for key, d in zip(keys, dist)] for keys, dist in rows]
 
     def _bm25_index(self) -> Any:
         with self._lock:
