@@ -55,7 +55,8 @@ class IndexSettings(BaseModel):
     k1: float = Field(1.5, ge=0, description="BM25 term-frequency saturation")
     b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation")
     embed_title: bool = Field(True, description="embed and BM25-index `title\\ntext` rather than the text alone")
-    embed_batch_size: int = Field(256, ge=1, description="passages per embedder call while building")
+    embed_batch_size: int = Field(256, ge=1, description="passages per embedder call while building",
+                                  json_schema_extra={"fingerprint": False})  # speed only
 
 
 def passage_text(passage: dict, with_title: bool = True) -> str:
