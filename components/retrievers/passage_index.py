@@ -235,7 +235,9 @@ class PassageIndex:
             if self._dense is None:
                 from usearch.index import Index
 
-                self._dense = Index.restore(str(self.folder / "dense.usearch"), view=True)
+                dense = Index.restore(str(self.folder / "dense.usearch"), view=True)
+                dense.expansion_search = self.settings.expansion_search  # a search setting, not in the file
+                self._dense = dense
             return self._dense
 
 

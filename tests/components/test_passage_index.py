@@ -127,6 +127,20 @@ def test_a_saved_index_loads_from_disk_with_its_passages(tmp_path):
     assert hits[0]["id"] == "id7"
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs Linux /proc")
+def test_an_opened_index_is_memory_mapped_with_its_search_settings(tmp_path):
+    from components.retrievers import IndexSettings
+
+    build_index(corpus("red apple", "green pear"), tmp_path / "ix", BagOfWordsEmbedder(),
+                settings=IndexSettings(expansion_search=200))
+    index = open_index(tmp_path / "ix", BagOfWordsEmbedder())
+    index.search(["apple"], k=1, method="hybrid")
+    maps = Path("/proc/self/maps").read_text()
+    for name in ("dense.usearch", "passages.jsonl", "offsets.npy", "bm25/data.csc.index.npy"):
+        assert str((tmp_path / "ix" / name).resolve()) in maps, name
+    assert index._dense_index().expansion_search == 200  # not stored in the usearch file: set on open
+
+
 def test_rebuilding_replaces_the_folder_whole(tmp_path):
     build_index(corpus("one", "two"), tmp_path / "ix")
     build_index(corpus("three"), tmp_path / "ix")
