@@ -152,3 +152,28 @@ def test_the_openai_backend_refuses_tracked_tokens():
     llm = OpenAILLM.__new__(OpenAILLM)
     with pytest.raises(ValueError, match="local model"):
         llm.chat([CONV], Sampling(logprob_tokens=["[Retrieval]"]))
+
+
+def test_decode_selfrag_scores_candidates_from_the_model_distribution(reflection_llama):
+    """decode.selfrag on the transformers backend: a candidate's relevance is the model's own
+    p([Relevant]) / (p([Relevant]) + p([Irrelevant])) right after the inserted passage."""
+    import math
+
+    from components.decoders.selfrag import SelfRAGDecoder, SelfRAGParams
+    from tests.fakes import FakeCtx
+
+    llm = make_llm(reflection_llama)
+    tok = llm.tokenizer()
+    passages = [{"id": "p1", "title": "x", "text": "citations point"}, {"id": "p2", "title": "y", "text": "fox"}]
+    params = SelfRAGParams(mode="always", max_new_tokens=3)
+    [out] = SelfRAGDecoder(params).process([{"question": "the quick brown fox", "passages": passages}],
+                                           FakeCtx(params=params, models={"generator": llm}))
+    assert out["retrieve"] is True and [c["passage_id"] for c in out["candidates"]] == ["p1", "p2"]
+    for passage, cand in zip(passages, out["candidates"]):
+        prefix = f"[Retrieval]<paragraph>{passage['title']}\n{passage['text']}</paragraph>"
+        ids = llm._prompt_ids([{"role": "user", "content": "the quick brown fox"},
+                               {"role": "assistant", "content": prefix}])
+        row = forward_logprobs(llm, ids)[-1]
+        p_rel = math.exp(float(row[tok.convert_tokens_to_ids("[Relevant]")]))
+        p_irr = math.exp(float(row[tok.convert_tokens_to_ids("[Irrelevant]")]))
+        assert cand["relevance"] == pytest.approx(p_rel / (p_rel + p_irr), abs=1e-4)
