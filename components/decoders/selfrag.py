@@ -18,6 +18,7 @@ from components.decoders.selfrag_generate import (
     CLOSED_TYPES,
     MC_INSTRUCTION,
     TF_INSTRUCTION,
+    Generation,
     continue_all,
     conversation,
     first_token_logprobs,
@@ -121,6 +122,10 @@ class SelfRAGDecoder(MapComponent):
         p = self.params
         return p.w_use if p.w_use is not None else (1.0 if p.form == "short" else 0.5)
 
+    def _retrieve(self, ratio: float | None) -> bool:
+        p = self.params
+        return p.mode == "always" or (p.mode == "adaptive" and ratio is not None and ratio > p.threshold)
+
     def _score(self, scores: dict) -> float:
         p = self.params
         return final_score(scores, w_rel=p.w_rel, w_sup=p.w_sup, w_use=self._w_use(), use_seqscore=p.use_seqscore)
@@ -133,32 +138,37 @@ class SelfRAGDecoder(MapComponent):
         ratios: list[Any] = [None] * len(batch)
         if p.mode == "adaptive":
             ratios = [x if isinstance(x, str) else retrieval_ratio(x) for x in first_token_logprobs(llm, users)]
+        # every short-form candidate and no-retrieval answer of the batch goes to the generator in one call
+        convs: list[list[dict]] = []
+        spans: list[tuple[int, int] | None] = []
+        for user, docs, ratio in zip(users, passages, ratios):
+            if isinstance(ratio, str) or (self._retrieve(ratio) and docs and p.form == "long"):
+                spans.append(None)
+                continue
+            prefixes = [retrieval_prefix(d) for d in docs] if self._retrieve(ratio) and docs else [NO_RETRIEVAL]
+            spans.append((len(convs), len(prefixes)))
+            convs += [conversation(user, prefix) for prefix in prefixes]
+        gens = continue_all(llm, convs, p.max_new_tokens)
         out: list[Out] = []
-        for record, user, docs, ratio in zip(batch, users, passages, ratios):
+        for record, user, docs, ratio, span in zip(batch, users, passages, ratios, spans):
             if isinstance(ratio, str):
                 out.append(Failed(f"generation failed: {ratio}"))
                 continue
-            retrieve = p.mode == "always" or (p.mode == "adaptive" and ratio > p.threshold)
+            retrieve = self._retrieve(ratio)
             base = {**record, "mode": p.mode, "retrieve": retrieve, "retrieval_ratio": ratio}
             try:
-                if retrieve and docs:
-                    fields = self._long(llm, user, docs) if p.form == "long" else self._short(llm, record, user, docs)
+                if span is None:
+                    fields = self._long(llm, user, docs)
                 else:
-                    fields = self._no_retrieval(llm, user)
+                    mine = gens[span[0]:span[0] + span[1]]
+                    fields = self._short(record, docs, mine) if retrieve and docs else _no_retrieval(mine[0])
             except RuntimeError as exc:
                 out.append(Failed(str(exc)))
                 continue
             out.append({**base, **fields})
         return out
 
-    def _no_retrieval(self, llm: Any, user: str) -> dict:
-        gen = continue_all(llm, [conversation(user, NO_RETRIEVAL)], self.params.max_new_tokens)[0]
-        if gen.error is not None:
-            raise RuntimeError(f"generation failed: {gen.error}")
-        return {"prediction": _answer(gen.text), "passages_used": [], "candidates": []}
-
-    def _short(self, llm: Any, record: dict, user: str, docs: list[dict]) -> dict:
-        gens = continue_all(llm, [conversation(user, retrieval_prefix(d)) for d in docs], self.params.max_new_tokens)
+    def _short(self, record: dict, docs: list[dict], gens: list[Generation]) -> dict:
         candidates = []
         for doc, gen in zip(docs, gens):
             if gen.error is not None:
@@ -180,7 +190,7 @@ class SelfRAGDecoder(MapComponent):
         path, nodes = beam_search(llm, user, docs, score=self._score, max_depth=p.max_depth,
                                   beam_width=p.beam_width, threshold=p.threshold, max_new_tokens=p.max_new_tokens)
         if not path:
-            return self._no_retrieval(llm, user)
+            return _no_retrieval(continue_all(llm, [conversation(user, NO_RETRIEVAL)], p.max_new_tokens)[0])
         answer, cited = cited_answer(path)
         candidates = [{"node": n.id, "parent": n.parent, "depth": n.depth, "passage_id": n.passage["id"],
                        "title": n.passage["title"], "text": n.pred, **n.scores, "segment_score": n.segment_score,
@@ -194,6 +204,34 @@ class SelfRAGDecoder(MapComponent):
         return {"records": n, "mode": self.params.mode, "form": self.params.form,
                 "retrieval_frequency": retrieved / n if n else 0.0,
                 "candidates_per_record": sum(len(r.get("candidates", [])) for r in records) / n if n else 0.0}
+
+    def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
+        if not records or not metrics:
+            return None
+        lines = [f"Self-RAG decoding ({metrics['form']} form, {metrics['mode']}): retrieval on "
+                 f"{metrics['retrieval_frequency']:.0%} of {metrics['records']} records."]
+        example = next((r for r in records if r.get("candidates")), None)
+        if example is not None:
+            question = str(example.get(self.params.question_field, ""))[:120]
+            lines += ["", f"Candidates for: {question} → {example['prediction'][:120]}", "", _example_table(example)]
+        return "\n".join(lines) + "\n"
+
+
+def _example_table(record: dict) -> str:
+    """One record's candidates with their scores, as a markdown table."""
+    rows = ["| passage | relevance | support | utility | seq score | score | text |", "|---|---|---|---|---|---|---|"]
+    for c in record.get("candidates", [])[:10]:
+        text = postprocess(str(c.get("text", ""))).replace("|", "\\|")[:80]
+        rows.append(f"| {c.get('title') or c.get('passage_id')} | {c['relevance']:.3f} | {c['grounding']:.3f} | "
+                    f"{c['utility']:.3f} | {c['seq_score']:.3f} | {c['score']:.3f} | {text} |")
+    return "\n".join(rows)
+
+
+def _no_retrieval(gen: Generation) -> dict:
+    """The answer continued from ``prompt + [No Retrieval]``."""
+    if gen.error is not None:
+        raise RuntimeError(f"generation failed: {gen.error}")
+    return {"prediction": _answer(gen.text), "passages_used": [], "candidates": []}
 
 
 def _answer(text: str) -> str:

@@ -233,3 +233,17 @@ def test_no_retrieval_inside_a_segment_becomes_retrieval_when_the_ratio_says_so(
     # (0.2 + 0.1) / (0.2 + 0.7) = 0.333 > 0.3; (0.05 + 0.05) / 0.95 = 0.105 < 0.3
     assert rewrite_no_retrieval(gen, 0.3) == "a[Retrieval]b[No Retrieval]c"
     assert rewrite_no_retrieval(gen, 0.5) == gen.text
+
+
+def test_summary_and_report_show_the_retrieval_frequency_and_an_example():
+    by_passage = {"alpha": steps((REL, {REL: 0.9, IRR: 0.1}), "Rome", (FULL, {FULL: 1.0}))}
+    llm = ReflectionLLM(short_script({"[Retrieval]": 0.3, "[No Retrieval]": 0.7}, by_passage))
+    records = [{"id": 1, "question": "capital?", "passages": PASSAGES[:1]},
+               {"id": 2, "question": "other?", "passages": []}]  # no passage: answered without retrieval
+    comp, out = run_stage(SelfRAGParams(mode="always"), llm, records)
+    assert [r["retrieve"] for r in out] == [True, True] and out[1]["candidates"] == []
+    metrics = comp.summarize(out, FakeCtx())
+    assert metrics["retrieval_frequency"] == 1.0 and metrics["candidates_per_record"] == 0.5
+    report = comp.report(out, metrics, FakeCtx())
+    assert "retrieval on 100% of 2 records" in report
+    assert "| T1 | 0.900 | 1.000 | 0.000 | 0.607 | 1.900 | Rome |" in report
