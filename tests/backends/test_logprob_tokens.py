@@ -139,6 +139,17 @@ def test_vllm_asks_for_the_whole_vocabulary_and_keeps_the_tracked_tokens():
     assert res.logprobs[0].tracked == {"[Relevant]": -0.2, "[Irrelevant]": -1.8}
     assert res.logprobs[1].tracked == {"[Relevant]": -4.0}  # [Irrelevant] not returned there: left out
     assert res.logprobs[0].top == {}  # no top-k asked for
+    two = SimpleNamespace(prompt_token_ids=[1], outputs=[
+        SimpleNamespace(text="a", token_ids=[7], finish_reason="stop", cumulative_logprob=-1.0,
+                        logprobs=[{7: lp(-1.0, "a"), 30: lp(-2.0, "[Relevant]")}]),
+        SimpleNamespace(text="[Relevant]", token_ids=[30], finish_reason="length", cumulative_logprob=-0.25,
+                        logprobs=[{30: lp(-0.25, "[Relevant]"), 31: lp(-3.0, "[Irrelevant]")}])])
+    both = chat_result(two, s.model_copy(update={"n": 2, "temperature": 1.0}), decode=str,
+                       wanted={"[Relevant]": 30, "[Irrelevant]": 31})
+    assert [c.cumulative_logprob for c in both.choices] == [-1.0, -0.25]
+    assert [c.logprobs[0].tracked for c in both.choices] == [{"[Relevant]": -2.0},
+                                                             {"[Relevant]": -0.25, "[Irrelevant]": -3.0}]
+    assert both.cumulative_logprob == -1.0
 
 
 def test_sampling_without_tracked_tokens_dumps_as_before():
