@@ -27,13 +27,14 @@ from components.decoders.selfrag_generate import (
     task_prompt,
 )
 from components.decoders.selfrag_scores import (
+    MISSING_LOGPROB,
     aggregate_closed,
     final_score,
     postprocess,
     retrieval_ratio,
     score_candidate,
 )
-from components.selfrag_tokens import NO_RETRIEVAL
+from components.selfrag_tokens import NO_RETRIEVAL, RETRIEVAL
 
 __all__ = ["SelfRAGDecoder", "aggregate_closed", "final_score", "postprocess", "retrieval_ratio",
            "score_candidate"]
@@ -71,6 +72,10 @@ class SelfRAGParams(Params):
         "record field with the task type: open, multiple_choice or true_false (closed tasks vote)"))
     task_type: Literal["open", "multiple_choice", "true_false"] | None = Field(None, description=(
         "the task type of every record, instead of reading task_field (paper task files carry none)"))
+    compat: Literal["default", "reference"] = Field("default", description=(
+        "reference: reproduce the reference scripts' numbers — the short-form adaptive ratio on raw "
+        "log-probabilities, and long-form segments scored with w = (1, 1, 0.5), no sequence score and a "
+        "utility term of 0"))
 
 
 class SelfRAGDecoder(MapComponent):
@@ -88,7 +93,8 @@ class SelfRAGDecoder(MapComponent):
     short-form script uses raw log-probabilities); open-task answers are post-processed (the reference
     returns the raw candidate, reflection tokens included); ``[Continue to Use Evidence]`` is removed too;
     one passage with ``always`` works (the reference crashes); long form uses the params' weights and
-    sequence-score flag and computes the utility term (see ``selfrag_beam``).
+    sequence-score flag and computes the utility term (see ``selfrag_beam``). ``compat: reference`` brings
+    back the reference's adaptive ratio on log-probabilities (short form) and its long-form segment score.
 
     The model must be a local one with the reflection tokens in its vocabulary (a ``train.sft`` output with
     ``special_tokens: selfrag``, or ``selfrag-llama2-7b``): the scores need the tokens' log-probabilities.
@@ -128,6 +134,8 @@ class SelfRAGDecoder(MapComponent):
 
     def _score(self, scores: dict) -> float:
         p = self.params
+        if p.compat == "reference" and p.form == "long":
+            return final_score({**scores, "utility": 0.0}, w_rel=1.0, w_sup=1.0, w_use=0.5, use_seqscore=False)
         return final_score(scores, w_rel=p.w_rel, w_sup=p.w_sup, w_use=self._w_use(), use_seqscore=p.use_seqscore)
 
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
@@ -137,7 +145,8 @@ class SelfRAGDecoder(MapComponent):
         passages = [passages_of(r, p.passages_field, p.ndocs) for r in batch]
         ratios: list[Any] = [None] * len(batch)
         if p.mode == "adaptive":
-            ratios = [x if isinstance(x, str) else retrieval_ratio(x) for x in first_token_logprobs(llm, users)]
+            ratio = reference_ratio if p.compat == "reference" and p.form == "short" else retrieval_ratio
+            ratios = [x if isinstance(x, str) else ratio(x) for x in first_token_logprobs(llm, users)]
         # every short-form candidate and no-retrieval answer of the batch goes to the generator in one call
         convs: list[list[dict]] = []
         spans: list[tuple[int, int] | None] = []
@@ -215,6 +224,14 @@ class SelfRAGDecoder(MapComponent):
             question = str(example.get(self.params.question_field, ""))[:120]
             lines += ["", f"Candidates for: {question} → {example['prediction'][:120]}", "", _example_table(example)]
         return "\n".join(lines) + "\n"
+
+
+def reference_ratio(logprobs: dict[str, float]) -> float:
+    """The reference short-form script's ratio: the raw log-probabilities of [Retrieval] and [No Retrieval]
+    divided (a missing one counts as −100), which grows as p([Retrieval]) falls (``compat: reference``)."""
+    ret = logprobs.get(RETRIEVAL, MISSING_LOGPROB)
+    no = logprobs.get(NO_RETRIEVAL, MISSING_LOGPROB)
+    return ret / (ret + no) if ret + no != 0 else 0.0
 
 
 def _example_table(record: dict) -> str:

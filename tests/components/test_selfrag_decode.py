@@ -247,3 +247,19 @@ def test_summary_and_report_show_the_retrieval_frequency_and_an_example():
     report = comp.report(out, metrics, FakeCtx())
     assert "retrieval on 100% of 2 records" in report
     assert "| T1 | 0.900 | 1.000 | 0.000 | 0.607 | 1.900 | Rome |" in report
+
+
+def test_compat_reference_decides_on_log_probabilities_and_scores_long_form_segments_as_the_reference():
+    by_passage = {"alpha": steps((REL, {REL: 0.9, IRR: 0.1}), "Rome", (FULL, {FULL: 1.0}))}
+    # p([Retrieval]) = 0.1: ln 0.1 / (ln 0.1 + ln 0.3) = 0.657 > 0.5 retrieves under the reference's ratio
+    llm = ReflectionLLM(short_script({"[Retrieval]": 0.1, "[No Retrieval]": 0.3}, by_passage))
+    record = {"question": "q", "passages": PASSAGES[:1]}
+    _, [ours] = run_stage(SelfRAGParams(threshold=0.5), llm, [record])
+    _, [ref] = run_stage(SelfRAGParams(threshold=0.5, compat="reference"), llm, [record])
+    assert ours["retrieve"] is False and ours["retrieval_ratio"] == pytest.approx(0.25)
+    assert ref["retrieve"] is True and ref["retrieval_ratio"] == pytest.approx(0.6567, abs=1e-4)
+    # long form, reference: B1 = 1 + 1 + 0 (utility always 0) = 2.0 < A2's path 2.28, so A → A2
+    params = SelfRAGParams(form="long", mode="always", max_depth=3, beam_width=2, w_use=1.0, use_seqscore=True,
+                           compat="reference")
+    _, [long_ref] = run_stage(params, ReflectionLLM(long_script), [{"question": "Tell me.", "passages": PASSAGES[:2]}])
+    assert long_ref["prediction"] == "Alpha is first [1]. A two [2]."
