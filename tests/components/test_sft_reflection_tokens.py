@@ -123,3 +123,22 @@ def test_tied_embeddings_train_the_new_rows_once_for_input_and_output(tmp_path):
     relevant = load_tokenizer(ctx.artifact_dir / "model").convert_tokens_to_ids("[Relevant]")
     assert not torch.allclose(emb[relevant].detach(), mean, atol=1e-4)
     assert torch.equal(emb[: len(tok)].detach(), base.get_input_embeddings().weight.detach())
+
+
+def test_resume_after_a_kill_restores_the_trained_token_rows(tmp_path, tiny_folder):  # noqa: F811
+    from tests.components.test_sft import KillAfter, Killed
+
+    records = [chat("tell me about it", ANSWER, i) for i in range(3)]
+    p = SFTParams(lora={"r": 4, "alpha": 8, "dropout": 0.0}, learning_rate=1e-2, max_steps=3, save_steps=2,
+                  batching="naive", max_length=96, seed=5, special_tokens="selfrag",
+                  mask_spans=[("<paragraph>", "</paragraph>")])
+    _, ctx_a, out_a = run(p, records, tiny_folder, tmp_path / "a")
+    with pytest.raises(Killed):
+        run(p, records, tiny_folder, tmp_path / "b", ctx_cls=KillAfter, k=2)
+    _, ctx_b, out_b = run(p, records, tiny_folder, tmp_path / "b")
+    assert out_b == out_a
+    wa = load_file(str(ctx_a.artifact_dir / "model" / "adapter_model.safetensors"))
+    wb = load_file(str(ctx_b.artifact_dir / "model" / "adapter_model.safetensors"))
+    assert wa.keys() == wb.keys() and any("trainable_tokens" in k for k in wa)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
