@@ -11,7 +11,7 @@ from components.trainers.sft import SFTParams
 from components.trainers.span_mask import passage_char_spans
 from components.trainers.special_tokens import add_special_tokens, resolve_special_tokens
 from components.trainers.tokenize import MaskSpans, tokenize_messages
-from registry.model_folder import load_tokenizer, load_weights
+from registry.model_folder import load_tokenizer, load_weights, read_trained
 from tests.components.test_sft import chat, run
 from tests.components.test_sft_tiny import make_tokenizer, one_torch_thread, tiny_folder  # noqa: F401
 
@@ -68,6 +68,8 @@ def test_reflection_tokens_are_single_tokens_after_training_and_their_rows_train
                   mask_spans=[("<paragraph>", "</paragraph>")])
     comp, ctx, out = run(p, records, tiny_folder, tmp_path)
     model_dir = ctx.artifact_dir / "model"
+    settings = read_trained(model_dir).training.settings  # what the model card shows
+    assert settings["special_tokens"] == "selfrag" and settings["mask_spans"] == [["<paragraph>", "</paragraph>"]]
     base_tok = make_tokenizer()
     tok = load_tokenizer(model_dir)
     assert len(tok) == len(base_tok) + 15
