@@ -28,6 +28,8 @@ def test_preset_is_the_fifteen_reflection_tokens_and_unknown_presets_fail():
     with pytest.raises(ValueError, match="selfrag"):
         SFTParams(special_tokens="self-rag")
     assert SFTParams(special_tokens=["[A]"]).special_tokens == ["[A]"]
+    with pytest.raises(ValueError, match="empty"):
+        SFTParams(mask_spans=[["<p>", ""]])
 
 
 def test_each_passage_is_masked_on_its_own_and_the_sentence_between_is_trained():
