@@ -8,15 +8,15 @@ the middle vanish while the kept ones keep their numbers), and the answer's
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
 
 from pydantic import Field
 
 from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out
+from components.decoders.longcite_parse import MAX_SPANS, parse_output
 from components.formats import Constrained, bounded_text, chat_each, constrained, spans
 from components.templates import render
-from components.text import number_sentences, repair_tags, statement_segments, truncate_middle
+from components.text import number_sentences, truncate_middle
 from runner.backends.base import Format, Sampling
 
 # The one instruction of LongCite-style models: the inference prompt here and the CoF SFT records
@@ -32,11 +32,9 @@ LONGCITE_INSTRUCTION = (
 
 USER_TEMPLATE = "{instruction}\n\n[Document Start]\n{context}\n[Document End]\n\n{question}"
 
-MAX_SPANS = 3
 TEMPLATE_ALLOWANCE = 64  # tokens left for the chat template's role markers
 STATEMENT_CHARS = 400  # longest statement text the format allows
 TAG_ALLOWANCE = 64  # tokens of tags and spans around one statement
-_RANGE = re.compile(r"\[\s*(\d+)\s*-\s*(\d+)\s*\]")
 
 
 def longcite_user_prompt(numbered_context: str, question: str) -> str:
@@ -50,47 +48,6 @@ def input_limit(max_input_tokens: int, context_length: int | None, max_new_token
     if context_length is None:
         return max_input_tokens
     return max(2, min(max_input_tokens, context_length - max_new_tokens - TEMPLATE_ALLOWANCE))
-
-
-def _citations(cite_text: str, chunks: list[dict]) -> list[dict]:
-    """``[s-e]`` ranges of one statement → merged, clamped sentence spans (at most ``MAX_SPANS``)."""
-    n = len(chunks)
-    merged: list[list[int]] = []
-    for match in _RANGE.finditer(cite_text):
-        s, e = int(match.group(1)), int(match.group(2))
-        if s > n - 1 or e < s:
-            continue
-        s, e = max(0, s), min(e, n - 1)
-        if merged and s == merged[-1][1] + 1:
-            merged[-1][1] = e
-        else:
-            merged.append([s, e])
-    return [{
-        "start_sentence_idx": s,
-        "end_sentence_idx": e,
-        "start_char_idx": chunks[s]["start_idx"],
-        "end_char_idx": chunks[e]["end_idx"],
-        "cite": "".join(c["content"] for c in chunks[s:e + 1]),
-    } for s, e in merged[:MAX_SPANS]]
-
-
-def parse_output(output: str, chunks: list[dict]) -> tuple[list[dict], str]:
-    """``(statements, rebuilt answer)`` from raw model output; see ``parse_citations``.
-
-    The rebuilt answer wraps every statement as ``<statement>S<cite>[s-e]…</cite></statement>`` with the
-    normalised spans and keeps the whitespace between statements.
-    """
-    statements: list[dict] = []
-    rebuilt: list[str] = []
-    for seg in statement_segments(repair_tags(output)):
-        if seg["kind"] == "space":
-            rebuilt.append(seg["text"])
-            continue
-        cites = _citations(seg["cite"] or "", chunks)
-        statements.append({"statement": seg["text"], "citation": cites})
-        spans = "".join(f"[{c['start_sentence_idx']}-{c['end_sentence_idx']}]" for c in cites)
-        rebuilt.append(f"<statement>{seg['text']}<cite>{spans}</cite></statement>")
-    return statements, "".join(rebuilt).strip()
 
 
 def answer_format(n_sentences: int, max_new_tokens: int) -> Format:
@@ -108,15 +65,17 @@ def answer_format(n_sentences: int, max_new_tokens: int) -> Format:
 
 
 def parse_citations(output: str, chunks: list[dict]) -> list[dict]:
-    """Statements with their cited sentences, in order, from LongCite-style model output.
+    """Statements with their cited sentences, in order, from LongCite-style model output: exactly what
+    the reference's ``query_longcite`` post-processing returns as ``statements_with_citations``.
 
-    ``chunks`` are the numbered pieces exactly as the prompt showed them (``number_sentences``). Each
-    ``<statement>`` with non-blank text, and each untagged stretch longer than 5 characters (with no
-    citations), becomes ``{statement, citation: [{start_sentence_idx, end_sentence_idx, start_char_idx,
-    end_char_idx, cite}]}``. Only ``[s-e]`` ranges count (a bare ``[k]`` is ignored); a range with
-    ``s > n−1`` or ``e < s`` is skipped, others are clamped to the last sentence and merged into the
-    previous span when ``s == previous e + 1``; at most 3 merged spans are kept. ``cite`` is the cited
-    sentences' text, trailing whitespace included.
+    ``chunks`` are the numbered pieces exactly as the prompt showed them (``number_sentences``; pieces
+    with ``start``/``end`` keys are read too). Each statement is ``{statement, citation:
+    [{start_sentence_idx, end_sentence_idx, start_char_idx, end_char_idx, cite}]}``; ``cite`` is the cited
+    pieces' text, trailing whitespace included. The rules, edge cases included, are those of
+    ``components.decoders.longcite_parse``: statement text as written (cite blocks removed, the text after
+    them kept), untagged text of more than 5 characters as an uncited statement, a final unclosed
+    ``<statement>`` dropped, a blank statement with cite blocks kept, only ``[s-e]`` ranges, clamped,
+    merged, at most 3 spans.
     """
     return parse_output(output, chunks)[0]
 

@@ -67,9 +67,11 @@ def test_untagged_text_blank_statements_and_several_cite_blocks():
     output = ("Here is what I found.\n<statement>  <cite>[0-0]</cite></statement>"
               "<statement>Two parts.<cite>[0-0]</cite> more <cite>[1-1]</cite></statement> ok")
     got = parse_citations(output, chunks())
-    assert [s["statement"] for s in got] == ["Here is what I found.", "Two parts."]
+    # text as written; a blank statement with a citation is kept; " ok" (3 characters) is no statement
+    assert [s["statement"] for s in got] == ["Here is what I found.\n", "  ", "Two parts. more "]
     assert got[0]["citation"] == []
-    assert [(c["start_sentence_idx"], c["end_sentence_idx"]) for c in got[1]["citation"]] == [(0, 1)]
+    assert [(c["start_sentence_idx"], c["end_sentence_idx"]) for c in got[1]["citation"]] == [(0, 0)]
+    assert [(c["start_sentence_idx"], c["end_sentence_idx"]) for c in got[2]["citation"]] == [(0, 1)]
 
 
 def run(tmp_path, records: list[dict], reply, **params):
@@ -90,9 +92,10 @@ def test_decoder_output_record_and_sampling(tmp_path):
         {k: rec[k] for k in ("idx", "dataset", "query", "answer", "few_shot_scores")}
     assert "context" not in got
     assert got["splited_context"] == "".join(f"<C{i}>{p}" for i, p in enumerate(PIECES))
-    assert got["prediction"] == ("<statement>Alpha and beta come first.<cite>[0-1]</cite></statement>\n\n"
-                                 "<statement>That is all there is.<cite></cite></statement>")
-    assert [s["statement"] for s in got["statements"]] == ["Alpha and beta come first.", "That is all there is."]
+    assert got["prediction"] == ("<statement>Alpha and beta come first.<cite>[0-1]</cite></statement>"
+                                 "<statement>\n\nThat is all there is.<cite></cite></statement>")
+    assert [s["statement"] for s in got["statements"]] == ["Alpha and beta come first.",
+                                                           "\n\nThat is all there is."]
     assert got["statements"][0]["citation"][0]["cite"] == "Alpha one. Beta two.  "
 
 
