@@ -8,6 +8,8 @@ the middle vanish while the kept ones keep their numbers), and the answer's
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -16,7 +18,7 @@ from components.base import Context, Estimate, Failed, Fields, MapComponent, Mod
 from components.decoders.longcite_parse import MAX_SPANS, parse_output
 from components.formats import Constrained, bounded_text, chat_each, constrained, spans
 from components.templates import render
-from components.text import number_sentences, truncate_middle
+from components.text import number_sentences, repair_tags, truncate_middle
 from runner.backends.base import Format, Sampling
 
 # The one instruction of LongCite-style models: the inference prompt here and the CoF SFT records
@@ -41,6 +43,29 @@ def longcite_user_prompt(numbered_context: str, question: str) -> str:
     """The user turn: instruction, the ``<Ci>``-numbered document, the question."""
     values = {"instruction": LONGCITE_INSTRUCTION, "context": numbered_context, "question": question}
     return render(USER_TEMPLATE, values)
+
+
+_MARKER = re.compile(r"<<(context|question)>>")
+
+
+def file_user_prompt(template: str, numbered_context: str, question: str) -> str:
+    """The user turn from a prompt file's text: ``<<context>>`` becomes the ``<Ci>``-numbered document and
+    ``<<question>>`` the question, in one pass (so neither value is searched for markers); every other
+    character, braces included, stays as written."""
+    values = {"context": numbered_context, "question": question}
+    return _MARKER.sub(lambda m: values[m.group(1)], template)
+
+
+def read_prompt_file(path: str) -> str:
+    """A prompt file's text; it must hold both ``<<context>>`` and ``<<question>>``."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"decode.longcite: prompt_file not found: {file}")
+    text = file.read_text(encoding="utf-8")
+    missing = [m for m in ("<<context>>", "<<question>>") if m not in text]
+    if missing:
+        raise ValueError(f"decode.longcite: prompt_file {file} lacks {' and '.join(missing)}")
+    return text
 
 
 def input_limit(max_input_tokens: int, context_length: int | None, max_new_tokens: int) -> int:
@@ -87,9 +112,17 @@ class LongCiteDecoder(MapComponent):
     where ``prediction`` is the rebuilt answer and ``splited_context`` the full numbered context (before
     truncation). The prompt budget is ``max_input_tokens`` (the reference's 128000), lowered to the
     model's context window minus the answer budget when the backend knows it (``fit_context``), so small
-    local models are not fed more than they can read. Sentences are split with an untrained Punkt tokenizer by default, as in the CoF training
-    data and the LongBench-Cite scripts; ``train_punkt: true`` trains Punkt on each context, as
-    ``vllm_inference.py`` does.
+    local models are not fed more than they can read.
+
+    Sentences are numbered with a Punkt splitter trained on each context, as the reference's
+    ``query_longcite`` (the prediction path of LongBench-Cite) does; ``train_punkt: false`` uses the
+    untrained splitter of the CoF training data (``cof.filter``) instead. The answer is parsed exactly as
+    the reference post-processing does (``parse_citations``); ``repair_tags: true`` first fixes common tag
+    mistakes, which the reference does not.
+
+    The prompt is this project's instruction. The released LongCite models were trained on the
+    reference's own instruction; to decode with it, put the whole user turn in a ``prompt_file`` with
+    ``<<context>>`` and ``<<question>>`` where the numbered document and the question go.
     """
 
     type = "decode.longcite"
@@ -111,9 +144,21 @@ class LongCiteDecoder(MapComponent):
         fit_context: bool = Field(True, description=(
             "also keep the prompt within the model's context length minus max_new_tokens and a small "
             "allowance for the chat template, when the backend reports a context length"))
-        train_punkt: bool = Field(False, description=(
-            "train Punkt on each context before splitting (vllm_inference.py) instead of the untrained "
-            "splitter used by CoF and LongBench-Cite"))
+        train_punkt: bool = Field(True, description=(
+            "train Punkt on each context before splitting, as the reference's query_longcite does; false: "
+            "the untrained splitter of the CoF training data"))
+        prompt_file: str | None = Field(None, description=(
+            "a text file holding the whole user turn, with <<context>> for the numbered document and "
+            "<<question>> for the question (e.g. the instruction the released LongCite models were trained "
+            "on); default: this project's instruction"))
+        repair_tags: bool = Field(False, description=(
+            "fix common tag mistakes (`< cite>`, `statement>`, doubled tags) before parsing; the reference "
+            "parses the raw answer"))
+
+    def prompt_texts(self) -> dict[str, str]:
+        if self.params.prompt_file is None:
+            return dict(self.prompts)
+        return {"user": read_prompt_file(self.params.prompt_file)}
 
     def estimate(self, n_in: dict[str, int | None]) -> Estimate:
         n = n_in.get("records")
@@ -125,12 +170,14 @@ class LongCiteDecoder(MapComponent):
         llm = ctx.model()
         tokenizer = llm.tokenizer()
         limit = input_limit(p.max_input_tokens, llm.context_length if p.fit_context else None, p.max_new_tokens)
+        template = read_prompt_file(p.prompt_file) if p.prompt_file is not None else None
         numbered: list[tuple[list[dict], str]] = []
         conversations = []
         for record in batch:
             chunks, text = number_sentences(record["context"], trained=p.train_punkt)
             numbered.append((chunks, text))
-            prompt = longcite_user_prompt(text, record["query"])
+            prompt = (longcite_user_prompt(text, record["query"]) if template is None
+                      else file_user_prompt(template, text, record["query"]))
             prompt = truncate_middle(prompt, tokenizer, limit)
             conversations.append([{"role": "user", "content": prompt}])
         sampling = Sampling(temperature=p.temperature, top_p=p.top_p, max_new_tokens=p.max_new_tokens)
@@ -144,7 +191,8 @@ class LongCiteDecoder(MapComponent):
             if result.error:
                 out.append(Failed(f"generation failed: {result.error}", raw=None))
                 continue
-            statements, prediction = parse_output(result.text, chunks)
+            answer = repair_tags(result.text) if p.repair_tags else result.text
+            statements, prediction = parse_output(answer, chunks)
             out.append({**_passthrough(record), "prediction": prediction, "statements": statements,
                         "splited_context": text})
         return out
