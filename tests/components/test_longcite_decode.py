@@ -202,3 +202,12 @@ def test_tags_are_repaired_only_when_asked(tmp_path):
     out, _ = run(tmp_path, [rec], lambda m: reply, repair_tags=True)
     assert out[0]["statements"][0]["statement"] == "Alpha."
     assert out[0]["statements"][0]["citation"][0]["cite"] == "Alpha one. "
+
+
+def test_paper_profile_numbers_sentences_with_trained_punkt():
+    from pathlib import Path
+
+    from runner.load import load_recipe
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "longcite.yaml"
+    assert load_recipe(recipe, profile="paper").components["decode"].params.train_punkt is True
