@@ -122,7 +122,9 @@ class LongCiteDecoder(MapComponent):
 
     The prompt is this project's instruction. The released LongCite models were trained on the
     reference's own instruction; to decode with it, put the whole user turn in a ``prompt_file`` with
-    ``<<context>>`` and ``<<question>>`` where the numbered document and the question go.
+    ``<<context>>`` and ``<<question>>`` where the numbered document and the question go; or, with
+    ``model_query: true``, let the model's own ``query_longcite`` (its repository code, run only with the
+    backend option ``trust_remote_code: true``) number, prompt, generate and parse.
     """
 
     type = "decode.longcite"
@@ -151,6 +153,10 @@ class LongCiteDecoder(MapComponent):
             "a text file holding the whole user turn, with <<context>> for the numbered document and "
             "<<question>> for the question (e.g. the instruction the released LongCite models were trained "
             "on); default: this project's instruction"))
+        model_query: bool = Field(False, description=(
+            "decode with the model's own query_longcite (the released LongCite models' repository code: "
+            "numbering, prompt, generation and parsing all theirs); needs a local transformers model with "
+            "the option trust_remote_code: true"))
         repair_tags: bool = Field(False, description=(
             "fix common tag mistakes (`< cite>`, `statement>`, doubled tags) before parsing; the reference "
             "parses the raw answer"))
@@ -168,6 +174,8 @@ class LongCiteDecoder(MapComponent):
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
         p = self.params
         llm = ctx.model()
+        if p.model_query:
+            return self._by_model_query(batch, llm)
         tokenizer = llm.tokenizer()
         limit = input_limit(p.max_input_tokens, llm.context_length if p.fit_context else None, p.max_new_tokens)
         template = read_prompt_file(p.prompt_file) if p.prompt_file is not None else None
@@ -195,6 +203,30 @@ class LongCiteDecoder(MapComponent):
             statements, prediction = parse_output(answer, chunks)
             out.append({**_passthrough(record), "prediction": prediction, "statements": statements,
                         "splited_context": text})
+        return out
+
+    def _by_model_query(self, batch: list[dict], llm: Any) -> list[Out]:
+        """Each record through the model's own ``query_longcite``, called as LongBench-Cite's
+        ``pred_sft.py`` calls it; its ``answer`` and ``statements_with_citations`` become the output."""
+        p = self.params
+        method = getattr(llm, "model_method", None)
+        query = method("query_longcite") if method is not None else None
+        if query is None:
+            raise ValueError("decode.longcite: model_query needs a local transformers model whose repository "
+                             "code defines query_longcite (a released LongCite model), loaded with the "
+                             "option trust_remote_code: true")
+        tokenizer = llm.tokenizer()
+        out: list[Out] = []
+        for record in batch:
+            try:
+                res = query(record["context"], record["query"], tokenizer=tokenizer,
+                            max_input_length=p.max_input_tokens, max_new_tokens=p.max_new_tokens)
+            except Exception as e:  # the repository's code: any failure is this record's
+                out.append(Failed(f"query_longcite failed: {type(e).__name__}: {e}", raw=None))
+                continue
+            out.append({**_passthrough(record), "prediction": res["answer"],
+                        "statements": res["statements_with_citations"],
+                        "splited_context": res.get("splited_context", "")})
         return out
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:

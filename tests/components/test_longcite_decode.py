@@ -211,3 +211,51 @@ def test_paper_profile_numbers_sentences_with_trained_punkt():
 
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "longcite.yaml"
     assert load_recipe(recipe, profile="paper").components["decode"].params.train_punkt is True
+
+
+class RemoteCodeLLM(ScriptedLLM):
+    """A model whose repository code defines query_longcite (as the released LongCite models do)."""
+
+    def __init__(self, result) -> None:
+        super().__init__(lambda m: "")
+        self.result, self.queries = result, []
+
+    def tokenizer(self):
+        return "the tokenizer"
+
+    def model_method(self, name):
+        if name != "query_longcite":
+            return None
+
+        def query(context, query, tokenizer=None, max_input_length=None, max_new_tokens=None):
+            self.queries.append((context, query, tokenizer, max_input_length, max_new_tokens))
+            if isinstance(self.result, Exception):
+                raise self.result
+            return self.result
+        return query
+
+
+def test_model_query_uses_the_models_own_query_longcite(tmp_path):
+    result = {"answer": "<statement>A.<cite>[0-0]</cite></statement>",
+              "statements_with_citations": [{"statement": "A.", "citation": []}],
+              "splited_context": "<C0>One.", "all_statements": []}
+    llm = RemoteCodeLLM(result)
+    comp = LongCiteDecoder(LongCiteDecoder.Params(model_query=True, max_new_tokens=99))
+    rec = {"idx": 3, "dataset": "hotpotqa", "query": "Q?", "answer": ["x"], "context": "One."}
+    out = comp.process([rec], FakeCtx(params=comp.params, models={None: llm}, tmp=tmp_path))
+    assert llm.queries == [("One.", "Q?", "the tokenizer", 128000, 99)] and llm.calls == []
+    assert out[0] == {"idx": 3, "dataset": "hotpotqa", "query": "Q?", "answer": ["x"],
+                      "prediction": result["answer"], "statements": result["statements_with_citations"],
+                      "splited_context": "<C0>One."}
+    llm = RemoteCodeLLM(RuntimeError("out of memory"))
+    out = comp.process([rec], FakeCtx(params=comp.params, models={None: llm}, tmp=tmp_path))
+    assert isinstance(out[0], Failed) and "out of memory" in out[0].error
+
+
+def test_model_query_without_remote_code_is_refused(tmp_path):
+    import pytest
+
+    comp = LongCiteDecoder(LongCiteDecoder.Params(model_query=True))
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        comp.process([{"query": "Q", "context": "C."}],
+                     FakeCtx(params=comp.params, models={None: ScriptedLLM(lambda m: "")}, tmp=tmp_path))
