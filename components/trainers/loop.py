@@ -62,7 +62,7 @@ def train(
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
-    from components.trainers.loss import row_weights
+    from components.trainers.loss import step_weights
     from components.trainers.packed_attention import model_inputs
 
     step_log = step_log or StepLog(p, stage, model_dir.parent, None)
@@ -101,7 +101,7 @@ def train(
     for s in range(start, total):
         step = steps[s]
         rows_in_step = step_rows(step)
-        weights = row_weights(rows_in_step, target_counts, world, p.loss_weighting)
+        weights = step_weights(step, target_counts, world, p.loss_weighting, p.batching == "packed")
         lr = scheduler.get_last_lr()[0]
         loss_sum = torch.zeros((), device=device)
         for j, micro in enumerate(step):

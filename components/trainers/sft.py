@@ -108,8 +108,9 @@ class SFTParams(TrackingParams):
     )
     loss_weighting: bool = Field(
         True,
-        description="Mean over sequences of each sequence's mean token loss (paper Eq. 2); false: mean over "
-        "all target tokens of the optimizer step.",
+        description="Mean over sequences of each sequence's mean token loss (paper Eq. 2); false: packed "
+        "batching takes each pack's mean token loss averaged over the step's packs and processes (paper Eq. 3, "
+        "as the reference), naive and sorted the mean over all target tokens of the optimizer step.",
     )
     group_size: int | None = Field(
         None,
@@ -169,7 +170,8 @@ class SFT(WholeComponent):
 
     ``batching`` picks naive, sorted or packed batching; ``loss_weighting`` makes the loss the mean over
     sequences of per-sequence mean token losses (paper Eq. 2), exact under gradient accumulation and data
-    parallelism. Where the reference code deviates from the method, the method is the default:
+    parallelism; packing without it takes each pack's mean token loss averaged over packs and processes
+    (paper Eq. 3, as the reference computes; ``components.trainers.loss``). Where the reference code deviates from the method, the method is the default:
     sorted batching uses true row lengths and keeps the incomplete last group; packing keeps the last
     partial pack (``drop_last_pack: true`` gives the reference); the reference's warm-up hack (first 32
     packs cut to 32k tokens with doubled weights) is not reproduced. Positions are not reset inside a

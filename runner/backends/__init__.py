@@ -43,6 +43,7 @@ def open_llm(model: ResolvedModel, *, options: dict[str, Any] | None = None,
             device=settings.device,
             tokenizer_path=tokenizer_path,
             num_threads=settings.num_threads,
+            trust_remote_code=settings.trust_remote_code,
         )
     if model.backend == "openai":
         from runner.backends.openai_backend import OpenAILLM

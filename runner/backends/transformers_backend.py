@@ -57,6 +57,7 @@ class TransformersLLM(LLM):
         device: str | None = None,
         tokenizer_path: Any = None,
         num_threads: int | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -67,6 +68,7 @@ class TransformersLLM(LLM):
         self.device_name = device
         self.tokenizer_path = tokenizer_path
         self.num_threads = num_threads
+        self.trust_remote_code = trust_remote_code
         self.on_result: Callable[[int, ChatResult], None] | None = None
         self._lm: Any = None
         self._tok: Any = None
@@ -80,7 +82,7 @@ class TransformersLLM(LLM):
         with self._lock:
             if self._tok is None:
                 source = self.tokenizer_path if self.tokenizer_path is not None else self.model
-                self._tok = load_tokenizer(source, padding_side="left")
+                self._tok = load_tokenizer(source, padding_side="left", trust_remote_code=self.trust_remote_code)
             return self._tok
 
     def _model(self) -> Any:
@@ -90,12 +92,28 @@ class TransformersLLM(LLM):
                     import torch
 
                     torch.set_num_threads(self.num_threads)
-                self._lm = load_causal_lm(self.model, dtype=self.dtype, device=self.device_name)
+                self._lm = load_causal_lm(self.model, dtype=self.dtype, device=self.device_name,
+                                          trust_remote_code=self.trust_remote_code)
             return self._lm
 
     def load(self) -> None:
         self.tokenizer()
         self._model()
+
+    def model_method(self, name: str) -> Callable[..., Any] | None:
+        """The loaded model's own method ``name`` (e.g. LongCite's ``query_longcite``), when the model's
+        repository code is trusted (``trust_remote_code``) and defines it; None otherwise. Calls to it
+        hold the backend's lock, so they do not overlap with ``chat``."""
+        if not self.trust_remote_code:
+            return None
+        method = getattr(self._model(), name, None)
+        if not callable(method):
+            return None
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return method(*args, **kwargs)
+        return locked
 
     @property
     def device(self) -> Any:
@@ -104,7 +122,7 @@ class TransformersLLM(LLM):
     @property
     def context_length(self) -> int | None:
         if self._context_length is None:
-            config = load_config(self.model)
+            config = load_config(self.model, trust_remote_code=self.trust_remote_code)
             self._context_length = getattr(config, "max_position_embeddings", None)
         return self._context_length
 
