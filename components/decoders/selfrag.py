@@ -188,7 +188,8 @@ class SelfRAGDecoder(MapComponent):
         fields: dict[str, Any] = {"passages_used": docs, "candidates": candidates}
         if self._task(record) in CLOSED_TYPES:
             sums, best = aggregate_closed([(c["text"], c["score"]) for c in candidates])
-            fields.update(prediction=_answer(best or ""), answer_sums=[[a, s] for a, s in sums])
+            # the vote's keys are post-processed already (a second pass could cut more than the reference)
+            fields.update(prediction=_strip_lead(best or ""), answer_sums=[[a, s] for a, s in sums])
         else:
             best_i = max(range(len(candidates)), key=lambda i: (candidates[i]["score"], -i))
             fields["prediction"] = _answer(candidates[best_i]["text"])
@@ -253,5 +254,9 @@ def _no_retrieval(gen: Generation) -> dict:
 
 def _answer(text: str) -> str:
     """The post-processed answer without one leading ``#`` or ``:`` (as the reference's final step)."""
-    text = postprocess(text)
+    return _strip_lead(postprocess(text))
+
+
+def _strip_lead(text: str) -> str:
+    """``text`` without one leading ``#`` or ``:`` (the reference's final step; on an empty answer it fails)."""
     return text[1:] if text[:1] in ("#", ":") else text

@@ -65,7 +65,8 @@ def rewrite_no_retrieval(gen: Generation, threshold: float) -> str:
         if k < len(positions) and positions[k] < len(gen.tracked):
             tr = gen.tracked[positions[k]]
             ret, cont, no = _p(tr, RETRIEVAL), _p(tr, CONTINUE), _p(tr, NO_RETRIEVAL)
-            if (ret + cont) / (ret + no) > threshold:
+            # both probabilities underflowing to 0: keep [No Retrieval], as the reference does
+            if ret + no > 0.0 and (ret + cont) / (ret + no) > threshold:
                 token = RETRIEVAL
         out += token + piece
     return out

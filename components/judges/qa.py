@@ -20,10 +20,14 @@ _PUNCT = set(string.punctuation)
 
 def match(prediction: str, golds: list[str] | str) -> int:
     """1 when any gold answer is a substring of the prediction, case-sensitive and unnormalised (the
-    reference's ``match``), else 0.
+    reference's ``match``), else 0; 0 without gold answers, 1 for an empty gold answer.
 
-    >>> match("It was Paris.", ["Paris", "paris"]), match("it was paris", ["Paris"])
-    (1, 0)
+    ``golds`` is a list of answers or one answer string. The reference's loop, given a bare string, tests its
+    characters one by one (its script turns a string gold into a one-item list first, so that never counts
+    there); here a string is one whole answer. Non-string golds are compared as ``str``.
+
+    >>> match("It was Paris.", ["Paris", "paris"]), match("it was paris", ["Paris"]), match("Lyon", "Ly")
+    (1, 0, 1)
     """
     golds = [golds] if isinstance(golds, str) else golds
     return int(any(str(g) in prediction for g in golds))

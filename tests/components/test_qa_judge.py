@@ -15,6 +15,10 @@ def test_match_is_a_case_sensitive_substring_test_of_any_gold():
     assert match("True", ["true"]) == 0
     assert match("A cat", "A") == 1  # a one-letter gold matches any capital A, as in the reference
     assert match("anything", []) == 0
+    # a bare string is one whole answer (the reference's loop would test "Lyon" letter by letter: "n" in it)
+    assert match("nothing", "Lyon") == 0 and match("Lyon!", "Lyon") == 1
+    assert match("x", [""]) == 1  # the empty string is in every prediction
+    assert match("in 1999", [1999]) == 1  # non-string golds as strings
 
 
 def test_squad_exact_match_and_f1():

@@ -89,6 +89,65 @@ def test_aggregate_closed_sums_per_answer_in_first_seen_order_and_ties_go_to_the
     assert aggregate_closed([("x", -1.0), ("y", -0.5)]) == ([("x", -1.0), ("y", -0.5)], "y")
 
 
+def test_relevance_is_read_at_position_0_and_later_aspect_tokens_are_ignored():
+    # position 0 generated plain text: its distribution still gives relevance; the later [Relevant] does not
+    tokens = ["Paris", REL, U[0], FULL, U[4], PART]
+    top = [{REL: ln(0.2), IRR: ln(0.8)}, {REL: 0.0},
+           {U[0]: ln(0.5), U[4]: ln(0.5)},  # first utility position: (-1 * 0.5 + 1 * 0.5) = 0
+           {FULL: ln(0.25), PART: ln(0.25), NOSUP: ln(0.5)},  # first grounding position: 0.25 + 0.125
+           {U[4]: 0.0}, {PART: 0.0}]
+    s = score_candidate(tokens, [-1.0] * 6, top, -3.0)
+    assert s["relevance"] == pytest.approx(0.2)
+    assert s["grounding"] == pytest.approx(0.375)
+    assert s["utility"] == pytest.approx(0.0, abs=1e-15)
+    assert s["seq_score"] == pytest.approx(math.exp(-0.5))
+
+
+def test_scores_without_generated_tokens_and_past_the_last_position():
+    empty = score_candidate([], [], [], -2.0)
+    # no position 0: both relevance tokens count as missing (equal), one token counted for the mean
+    assert empty == {"relevance": 0.5, "grounding": 0.0, "utility": 0.0, "seq_score": pytest.approx(math.exp(-2.0))}
+    # the sequence score from the token log-probabilities when no cumulative one is given: exp(-3 / 2)
+    assert score_candidate(["a", "b"], [-1.0, -2.0], [{}, {}], None)["seq_score"] == pytest.approx(math.exp(-1.5))
+    # a grounding token at a position with no log-probabilities: all three missing, (1 + 0.5) / 3
+    assert score_candidate(["x", FULL], [-1.0, -1.0], [{}], -2.0)["grounding"] == pytest.approx(0.5)
+
+
+def test_final_score_adds_the_sequence_score_unweighted():
+    s = {"relevance": 0.5, "grounding": 0.25, "utility": -0.5, "seq_score": 0.125}
+    assert final_score(s, w_rel=0.0, w_sup=0.0, w_use=0.0, use_seqscore=True) == 0.125
+    assert final_score(s, w_rel=2.0, w_sup=4.0, w_use=1.0, use_seqscore=False) == 1.5  # 1 + 1 - 0.5
+    assert final_score(s, w_rel=2.0, w_sup=4.0, w_use=1.0, use_seqscore=True) == 1.625
+
+
+def test_underflowing_probabilities_keep_their_ratio():
+    # exp(-800) is 0.0 in floating point (the reference divides 0 by 0); the shares are those of
+    # exp(0) and exp(-1): 1 / (1 + e^-1)
+    s = score_candidate([REL], [-1.0], [{REL: -800.0, IRR: -801.0}], -1.0)
+    assert s["relevance"] == pytest.approx(1 / (1 + math.exp(-1)), rel=1e-12)
+    sup = score_candidate([PART], [-1.0], [{FULL: -900.0, PART: -900.0, NOSUP: -900.0}], -1.0)
+    assert sup["grounding"] == pytest.approx(0.5)  # (1 + 0.5) / 3
+    assert retrieval_ratio({"[Retrieval]": -1000.0, "[No Retrieval]": -1000.0}) == pytest.approx(0.5)
+    # all at -inf: no probability at all, the aspect scores 0 and the ratio is 0 (no retrieval)
+    inf = -math.inf
+    assert score_candidate([REL], [-1.0], [{REL: inf, IRR: inf}], -1.0)["relevance"] == 0.0
+    assert retrieval_ratio({"[Retrieval]": inf, "[No Retrieval]": inf}) == 0.0
+
+
+def test_postprocess_removes_in_the_reference_order_one_pass_each():
+    # [No Retrieval] goes before [Retrieval]: cutting it out joins a [Retrieval], which then goes too
+    assert postprocess("[Retr[No Retrieval]ieval]x") == "x"
+    # [Irrelevant] goes before [Relevant]: cutting [Relevant] out joins an [Irrelevant], which stays
+    assert postprocess("[Irre[Relevant]levant]") == "[Irrelevant]"
+    # [Continue to Use Evidence] comes after the other reflection tokens, </s> before and <|endoftext|>
+    # after the newline
+    assert postprocess("[Continue to Use [Utility:3]Evidence]") == ""
+    assert postprocess("</\ns>") == "</s>"
+    assert postprocess("<|endof\ntext|>A") == "A"
+    # no stripping of spaces, '#' or ':'
+    assert postprocess(" #A: ") == " #A: "
+
+
 # ------------------------------------------------------------------------------------------ short form
 
 PASSAGES = [{"id": "p1", "title": "T1", "text": "alpha", "score": 3.0},
@@ -163,6 +222,15 @@ def test_closed_tasks_vote_with_summed_scores():
     assert open_out["prediction"] == "B"
 
 
+def test_the_closed_task_answer_is_post_processed_once():
+    # the vote's key is "[Irrelevant]" (formed when [Relevant] is cut out); a second pass would empty it
+    by_passage = {"alpha": steps((REL, {REL: 1.0}), "[Irre", (REL, {}), "levant]")}
+    llm = ReflectionLLM(short_script({"[Retrieval]": 1.0}, by_passage))
+    record = {"question": "q", "task_type": "true_false", "passages": PASSAGES[:1]}
+    _, [out] = run_stage(SelfRAGParams(mode="always"), llm, [record])
+    assert out["answer_sums"] == [["[Irrelevant]", pytest.approx(1.0)]] and out["prediction"] == "[Irrelevant]"
+
+
 def test_paper_ctxs_are_read_when_the_passages_field_is_absent():
     by_passage = {"alpha": steps((REL, {REL: 1.0}), "ok")}
     llm = ReflectionLLM(short_script({"[Retrieval]": 1.0}, by_passage))
@@ -233,6 +301,11 @@ def test_no_retrieval_inside_a_segment_becomes_retrieval_when_the_ratio_says_so(
     # (0.2 + 0.1) / (0.2 + 0.7) = 0.333 > 0.3; (0.05 + 0.05) / 0.95 = 0.105 < 0.3
     assert rewrite_no_retrieval(gen, 0.3) == "a[Retrieval]b[No Retrieval]c"
     assert rewrite_no_retrieval(gen, 0.5) == gen.text
+    # p([Retrieval]) + p([No Retrieval]) underflowing to 0 (the reference checks for it): kept, no error
+    tiny = Generation(text="a[No Retrieval]b", tokens=["a", "[No Retrieval]", "b"],
+                      tracked=[{}, {"[Retrieval]": -800.0, "[Continue to Use Evidence]": 0.0,
+                                    "[No Retrieval]": -800.0}, {}])
+    assert rewrite_no_retrieval(tiny, 0.3) == tiny.text
 
 
 def test_summary_and_report_show_the_retrieval_frequency_and_an_example():
