@@ -10,7 +10,9 @@ a ``Params`` pydantic model and one of two shapes:
 * ``WholeComponent`` takes all its inputs at once: ``run(inputs, ctx) -> list[dict]``.
 
 Both may define ``summarize(records, ctx) -> dict`` (written to ``metrics.json``) and
-``report(records, metrics, ctx) -> str`` (a markdown section for ``report.md``). Side statistics that
+``report(records, metrics, ctx) -> str`` (a markdown section for ``report.md``) and
+``report_data(records, metrics, ctx) -> list`` (tables, series to plot and example records for
+``report.html``, in the shapes of ``components.report_data``). Side statistics that
 ``summarize`` or the report need (counts, training curves) go through ``ctx.save_stats`` /
 ``ctx.load_stats``; a component never writes or reads its own side files.
 
@@ -189,6 +191,10 @@ class Component:
         return None
 
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
+        return None
+
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any] | None:
+        """Sections of ``report.html`` as data (``components.report_data``: tables, plots, examples)."""
         return None
 
 

@@ -94,4 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--public", action="store_true", help="make Hub repos public (default private)")
     sp.add_argument("--runs-dir", default="runs")
     sp.set_defaults(command="publish")
+
+    sp = sub.add_parser("report", help="write a run's report.html again (and open it with --open)")
+    sp.add_argument("run", metavar="RUN", help="runs/<recipe> folder (or just the recipe name)")
+    sp.add_argument("--open", action="store_true", help="open the report in the web browser")
+    sp.add_argument("--runs-dir", default="runs")
+    sp.set_defaults(command="report")
     return p

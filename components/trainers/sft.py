@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.base import Context, Fields, ModelSlot, Params, WholeComponent
+from components.report_data import step_curves
 from components.trainers.loop import train
 from components.trainers.step_log import StepLog, TrackingParams
 from components.trainers.tokenize import STATS_NAME as TOKENIZE_STATS_NAME
@@ -201,6 +202,10 @@ class SFT(WholeComponent):
         out.update(ctx.load_stats(TRAIN_STATS) or {})
         out.update({f"tokenize_{k}": v for k, v in (ctx.load_stats(TOKENIZE_STATS_NAME) or {}).items()})
         return out
+
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
+        """Loss and learning rate per optimizer step."""
+        return step_curves(records, {"loss": "loss", "lr": "learning rate"}, "SFT")
 
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
         if not records or not metrics:

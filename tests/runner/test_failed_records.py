@@ -74,7 +74,7 @@ def test_failures_beyond_the_limit_exit_3_hold_later_stages_and_a_plain_rerun_re
     (tmp_path / "down").unlink()  # the service is back
     out = run(tmp_path, RECIPE)
     assert out.exit_code == 0 and out.failures == [] and out.text.startswith("[bold green]done")
-    assert out.details == [f"report: {tmp_path / 'runs' / 'demo' / 'report.md'}"]
+    assert out.details == [f"report: {tmp_path / 'runs' / 'demo' / 'report.html'} (and report.md)"]
     assert llm.generated == 20, "a plain re-run asks again for the 5 failed records, once each"
     assert [r["id"] for r in read_jsonl(ask / "records.jsonl")] == [f"r{i}" for i in range(5)]
     assert read_jsonl(ask / "failures.jsonl") == []
