@@ -132,6 +132,24 @@ class GateauRank(WholeComponent):
         }
         return out
 
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
+        """Each score's distribution, the selected subset against the rest, and the ranking's head."""
+        from components.report_data import Table, score_histogram
+
+        rows = sorted((ctx.load_stats(STATS) or {}).get("rows", []), key=lambda r: r["rank"])
+        chosen = {str(r["id"]) for r in records}
+        out: list[Any] = []
+        for key, label in (("score", "final score"), ("hmg", "HMG (normalised)"), ("cas_score", "CAS (normalised)"),
+                           ("ppl_long", "perplexity, long context")):
+            out.append(score_histogram(f"{label}: selected against the rest", {
+                "selected": [r[key] for r in rows if str(r["id"]) in chosen],
+                "rest": [r[key] for r in rows if str(r["id"]) not in chosen]}, x_label=label))
+        cols = ["rank", "id", "selected", "ppl_short", "ppl_long", "hmg", "cas_score", "score"]
+        out.append(Table(title=f"ranking (first {min(SHOWN, len(rows))} of {len(rows)})", columns=cols,
+                         rows=[[r["rank"], r["id"], str(r["id"]) in chosen, *(r[c] for c in cols[3:])]
+                               for r in rows[:SHOWN]]))
+        return out if rows else []
+
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
         stats = ctx.load_stats(STATS) or {}
         rows = sorted(stats.get("rows", []), key=lambda r: r["rank"])

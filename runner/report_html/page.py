@@ -77,7 +77,7 @@ def _stage(s: StageView) -> str:
     parts += [render_section(sec) for sec in s.sections]
     if s.markdown:
         parts.append(f'<details class="md"{"" if s.sections else " open"}><summary>summary (as in report.md)'
-                     "</summary>{_markdown(s.markdown)}</details>")
+                     f"</summary>{_markdown(s.markdown)}</details>")
     if not (s.metrics or s.sections or s.markdown):
         parts.append('<p class="note">nothing to show beyond the table above</p>')
     parts.append("</section>")
