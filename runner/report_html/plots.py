@@ -54,8 +54,9 @@ def _hist(fig, plot: Plot) -> None:
     high = plot.high if plot.high is not None else max(everything)
     if high <= low:
         low, high = low - 0.5, high + 0.5
-    distinct = len(set(everything))
-    bins = max(1, min(20, distinct if distinct > 1 else 1, int(math.sqrt(len(everything))) + 4))
+    # a fixed range (a judge's scale) gets ten bins; otherwise the count grows with the data
+    fixed = plot.low is not None and plot.high is not None
+    bins = 10 if fixed else max(5, min(20, int(math.sqrt(len(everything))) + 4))
     for i, (s, vs) in enumerate(zip(plot.series, values)):
         if vs:
             ax.hist(vs, bins=bins, range=(low, high), alpha=0.6 if len(values) > 1 else 0.9,
