@@ -8,6 +8,7 @@ stage's report data (``sections``, ``plots``: what components return from ``repo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from registry.atomic import atomic_write_text
@@ -18,11 +19,13 @@ from runner.report_html.run_view import LAST_RUN, read_run
 __all__ = ["LAST_RUN", "REPORT_FILE", "build_html", "write_html_report"]
 
 REPORT_FILE = "report.html"
+# control characters (a random model's output has them) are not allowed in an HTML document
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def build_html(run_dir: Path, statuses: dict[str, str] | None = None, error: str | None = None) -> str:
     """The report page of the run in ``run_dir`` (secrets masked)."""
-    return redact(render_page(read_run(Path(run_dir), statuses, error)))
+    return _CONTROL.sub("\ufffd", redact(render_page(read_run(Path(run_dir), statuses, error))))
 
 
 def write_html_report(run_dir: Path, statuses: dict[str, str] | None = None, error: str | None = None) -> Path:
