@@ -14,6 +14,8 @@ log = logging.getLogger("recipe.report")
 
 
 def cell(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.4g}"
     if v is None:

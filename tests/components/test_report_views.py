@@ -111,11 +111,16 @@ def test_gateau_report_data_splits_each_score_into_selected_and_rest():
 
     rows = [{"id": i, "ppl_short": 1.0, "ppl_long": 2.0 + i, "hmg": 0.1 * i, "cas_score": 0.2, "score": 1.0 - 0.1 * i,
              "rank": i + 1} for i in range(4)]
-    out = GateauRank().report_data([{"id": 0}, {"id": 1}], None, ctx({STATS: {"rows": rows}}))
+    candidates = [{"id": i, "messages": [{"role": "user", "content": f"q{i}"}]} for i in range(4)]
+    selected = [{**candidates[1], "rank": 2}, {**candidates[0], "rank": 1}]
+    out = GateauRank().report_data(selected, None, ctx({STATS: {"rows": rows}}, {"hmg": candidates}))
     final = next(p for p in out if p.title.startswith("final score"))
     assert {s.name: s.y for s in final.series} == {"selected": [1.0, 0.9], "rest": [0.8, 0.7]}
-    table = out[-1]
+    table = next(p for p in out if isinstance(p, Table))
     assert [r[2] for r in table.rows] == [True, True, False, False]
+    examples = out[-1].examples
+    assert [e.title for e in examples] == ["selected: 0", "selected: 1", "left out: 2", "left out: 3"]
+    assert examples[2].panes[0].text == "q2"
 
 
 def test_compare_rewards_report_data_draws_before_and_after_per_dimension():
