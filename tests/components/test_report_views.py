@@ -131,3 +131,22 @@ def test_compare_rewards_report_data_draws_before_and_after_per_dimension():
     assert bars.labels == ["helpfulness", "logicality", "faithfulness", "completeness", "total"]
     assert {s.name: s.y for s in bars.series} == {"before": [5.0, None, None, None, 20.0],
                                                   "after": [7.0, None, None, None, 26.0]}
+
+
+def test_selfrag_viewer_links_candidates_to_their_passages_and_marks_the_best():
+    from components.views.selfrag import selfrag_sections
+
+    record = {"id": "q1", "question": "Who?", "retrieve": True, "retrieval_ratio": 0.7, "prediction": "Ada.",
+              "passages_used": [{"id": 3, "title": "Ada", "text": "Ada wrote it.", "score": 12.5},
+                                {"id": 8, "title": "", "text": "Other."}],
+              "candidates": [{"passage_id": 3, "text": "[Relevant]Ada.", "relevance": 0.9, "score": 1.5},
+                             {"passage_id": 8, "text": "[Irrelevant]Bob.", "relevance": 0.1, "score": 0.2}]}
+    plot, viewer = selfrag_sections([record])
+    assert {s.name: s.y for s in plot.series}["score"] == [1.5, 0.2]
+    ex = viewer.examples[0]
+    assert ex.fields == {"retrieved": True, "p(retrieve)": 0.7, "candidates": 2}
+    passages, candidates = ex.panes[1].spans, ex.panes[2].spans
+    assert [(p.id, p.text, p.note) for p in passages] == [("p3", "Ada: Ada wrote it.", "retrieval score 12.5"),
+                                                          ("p8", "Other.", None)]
+    assert [(c.links[0].target, c.tags, c.note) for c in candidates] == [
+        ("p3", ["selected"], "relevance 0.9 · score 1.5"), ("p8", [], "relevance 0.1 · score 0.2")]
