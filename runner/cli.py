@@ -319,6 +319,11 @@ def cmd_report(args) -> int:
     if run_dir is None:
         return EXIT_RECIPE
     try:
+        if args.refresh:
+            from runner.report_html.refresh import refresh_report_data
+
+            for line in refresh_report_data(run_dir):
+                print(f"warning: {line}", file=sys.stderr)
         path = write_html_report(run_dir)
     except OSError as e:
         print(f"report failed: {e}", file=sys.stderr)

@@ -151,3 +151,25 @@ def test_write_uses_the_statuses_of_the_last_run(run):
     page = write_html_report(run).read_text()
     assert "<td>eval</td><td>judge.llm_score</td><td>failed</td>" in page
     assert "<b>Stopped:</b> boom" in page and "last run finished 2026-01-02 03:04:05" in page
+
+
+def test_refresh_computes_report_data_again_from_the_records(run, capsys):
+    needle = run / "stages/needle/fpneedle"
+    needle.mkdir(parents=True)
+    (needle / "manifest.json").write_text(json.dumps({"status": "done", "params": {"method": "recall"}}))
+    rows = [{"depth": 0.0, "length": 100, "score": 10.0, "recall": 1.0, "needle": "n", "prediction": "n"},
+            {"depth": 0.0, "length": 100, "score": 2.0, "recall": 0.1, "needle": "n", "prediction": "x"}]
+    (needle / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    latest = json.loads((run / "latest.json").read_text())
+    latest["stages"]["needle"] = "stages/needle/fpneedle"
+    (run / "latest.json").write_text(json.dumps(latest))
+    lock = (run / "recipe.lock.yaml").read_text().replace(
+        "lock:\n", "  needle: {type: judge.needle, inputs: {}}\n  odd: {type: no.such}\nlock:\n")
+    (run / "recipe.lock.yaml").write_text(lock)
+    write_stage(run, "odd")
+    assert main(["report", str(run), "--refresh"]) == 0
+    data = json.loads((needle / "report_data.json").read_text())
+    heat = next(s for s in data if s["kind"] == "plot" and s["chart"] == "heatmap")
+    assert heat["series"][0]["y"] == [6.0]  # (10 + 2) / 2
+    assert "alt=\"needle: mean score per depth and length\"" in (run / "report.html").read_text()
+    assert "odd: report data not refreshed (UnknownComponent" in capsys.readouterr().err
