@@ -13,13 +13,19 @@
     var links = JSON.parse(span.getAttribute("data-links") || "[]");
     var detail = ex.querySelector(".detail");
     var lines = [];
+    var numbers = [];
     var first = null;
     links.forEach(function (link) {
       var target = null;
       ex.querySelectorAll("[data-sid]").forEach(function (s) {
         if (s.getAttribute("data-sid") === link.target) { target = s; }
       });
-      if (target) { target.classList.add("hl"); first = first || target; }
+      if (target) {
+        target.classList.add("hl");
+        first = first || target;
+        var num = target.querySelector(".num");
+        numbers.push(num ? num.textContent : link.target);
+      }
       if (link.label) {
         var b = document.createElement("span");
         b.className = "verdict " + (link.tag || "");
@@ -31,6 +37,11 @@
       detail.textContent = "";
       var note = span.getAttribute("data-note");
       if (note) { var p = document.createElement("div"); p.textContent = note; detail.appendChild(p); }
+      if (!lines.length && numbers.length) {
+        var c = document.createElement("div");
+        c.textContent = "cited sentences: " + numbers.join(", ");
+        detail.appendChild(c);
+      }
       lines.forEach(function (b) { detail.appendChild(b); });
       if (!links.length && !note) { detail.textContent = "no citation"; }
       detail.hidden = false;
