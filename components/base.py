@@ -16,7 +16,9 @@ a ``Params`` pydantic model and one of two shapes:
   an input's ``Records`` itself passes those records on without copying them.
 
 Both may define ``summarize(records, ctx) -> dict`` (written to ``metrics.json``) and
-``report(records, metrics, ctx) -> str`` (a markdown section for ``report.md``). ``records`` is the
+``report(records, metrics, ctx) -> str`` (a markdown section for ``report.md``) and
+``report_data(records, metrics, ctx) -> list`` (tables, series to plot and example records for
+``report.html``, in the shapes of ``components.report_data``). ``records`` is the
 stage's output: what ``run`` returned for a whole component that does not stream, else (map stages,
 streaming whole stages) a ``Records`` view of the written file: iterate it (each pass reads it again)
 and take ``len()``; do not index it. Side statistics that
@@ -212,6 +214,10 @@ class Component:
         return None
 
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
+        return None
+
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any] | None:
+        """Sections of ``report.html`` as data (``components.report_data``: tables, plots, examples)."""
         return None
 
 

@@ -64,6 +64,7 @@ class CardInputs:
     load_from: str = "."  # what the loading lines load: the repo id on the Hub, "." (this folder) in a folder
     datasets: list[str] = field(default_factory=list)  # Hub ids of the data the model was trained on
     evaluations: list[Evaluation] = field(default_factory=list)
+    report: str | None = None  # the run's report.html in the repo (a relative path), when it has one
 
 
 def numeric_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
@@ -209,6 +210,9 @@ def stage_card(stage: Artifact, inputs: CardInputs, *, data: PublishedData | Non
 
         head, body = _dataset_card(stage, inputs, data or PublishedData(None, None, []))
     body = [f"# {inputs.title}", "", *body]
+    if inputs.report:
+        body += ["", f"The whole run — stages, plots, examples — is in [`{inputs.report}`]({inputs.report}), one "
+                 "self-contained page: download it and open it in a web browser."]
     body += ["", f"Stage fingerprint: `{m.get('fingerprint', '?')}`.", "", "## Metrics", ""]
     metrics = stage.metrics()
     body.append(_fenced(json.dumps(metrics, indent=2, ensure_ascii=False), "json") if metrics else "None.")

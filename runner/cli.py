@@ -282,17 +282,24 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _run_dir(args) -> Path | None:
+    """RUN as a run folder: the path itself, else ``<runs-dir>/RUN``; None (said on stderr) when neither is."""
+    run_dir = Path(args.run)
+    if (run_dir / "latest.json").exists():
+        return run_dir
+    alt = Path(args.runs_dir) / args.run
+    if (alt / "latest.json").exists():
+        return alt
+    print(f"{args.run}: not a run folder (no latest.json); give runs/<recipe>", file=sys.stderr)
+    return None
+
+
 def cmd_publish(args) -> int:
     from runner.publish import publish_run
 
-    run_dir = Path(args.run)
-    if not (run_dir / "latest.json").exists():
-        alt = Path(args.runs_dir) / args.run
-        if (alt / "latest.json").exists():
-            run_dir = alt
-        else:
-            print(f"{args.run}: not a run folder (no latest.json); give runs/<recipe>", file=sys.stderr)
-            return EXIT_RECIPE
+    run_dir = _run_dir(args)
+    if run_dir is None:
+        return EXIT_RECIPE
     from runner.publish import PublishError
 
     try:
@@ -305,10 +312,36 @@ def cmd_publish(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from runner.report_html import write_html_report
+
+    run_dir = _run_dir(args)
+    if run_dir is None:
+        return EXIT_RECIPE
+    try:
+        if args.refresh:
+            from runner.report_html.refresh import refresh_report_data
+
+            for line in refresh_report_data(run_dir):
+                print(f"warning: {line}", file=sys.stderr)
+        path = write_html_report(run_dir)
+    except OSError as e:
+        print(f"report failed: {e}", file=sys.stderr)
+        return EXIT_STAGE
+    print(path)
+    if args.open:
+        import webbrowser
+
+        if not webbrowser.open(path.resolve().as_uri()):
+            print("no web browser could be started; open the file above yourself", file=sys.stderr)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- parser
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "plan": cmd_plan, "components": cmd_components,
-            "show": cmd_show, "zoo": cmd_zoo, "serve": cmd_serve, "publish": cmd_publish}
+            "show": cmd_show, "zoo": cmd_zoo, "serve": cmd_serve, "publish": cmd_publish,
+            "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,4 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--public", action="store_true", help="make Hub repos public (default private)")
     sp.add_argument("--runs-dir", default="runs")
     sp.set_defaults(command="publish")
+
+    sp = sub.add_parser("report", help="write a run's report.html again (and open it with --open)")
+    sp.add_argument("run", metavar="RUN", help="runs/<recipe> folder (or just the recipe name)")
+    sp.add_argument("--open", action="store_true", help="open the report in the web browser")
+    sp.add_argument("--refresh", action="store_true", help="first compute each finished stage's report data "
+                    "again from its records with the installed components (for runs made by an older version)")
+    sp.add_argument("--runs-dir", default="runs")
+    sp.set_defaults(command="report")
     return p

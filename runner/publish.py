@@ -10,7 +10,8 @@ per artifact stage:
   they fit one schema, else as JSON lines (``runner.publish_data``).
 
 Both also get ``README.md`` (the card, built with huggingface_hub's card data classes: ``runner.cards``),
-``recipe.yaml``, ``recipe.lock.yaml``, ``manifest.json`` and ``metrics.json`` when the stage has metrics.
+``recipe.yaml``, ``recipe.lock.yaml``, ``manifest.json``, ``metrics.json`` when the stage has metrics and
+the run's ``report.html`` (self-contained; the card links to it).
 Cards are written by publishing only: a trainer writes its model and the metadata that the card shows.
 
 Targets:
@@ -53,7 +54,8 @@ __all__ = ["PublishError", "PublishedItem", "publish_run"]
 
 log = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = {".json", ".jsonl", ".md", ".txt", ".yaml", ".yml", ".jinja", ".py", ".csv", ".tsv"}
+TEXT_SUFFIXES = {".json", ".jsonl", ".md", ".txt", ".yaml", ".yml", ".jinja", ".py", ".csv", ".tsv", ".html"}
+REPORT = "report.html"  # the run's report (runner.report_html), published beside every artifact
 MASK = "***"
 JUDGE_PREFIX = "judge."  # component types whose metrics score a model
 
@@ -140,7 +142,7 @@ class _Publication:
                         and self.stages[s].kind == "dataset"]
         return CardInputs(title=title, recipe_name=self.name, recipe_text=self.texts["recipe.yaml"],
                           lock_text=self.texts["recipe.lock.yaml"], load_from=load_from, datasets=datasets,
-                          evaluations=evaluations)
+                          evaluations=evaluations, report=REPORT if (self.run_dir / REPORT).is_file() else None)
 
     def write(self, stage: Artifact, dest: Path, title: str, load_from: str) -> list[str]:
         """Fill ``dest`` with the repo layout of one stage; returns the relative file paths."""
@@ -160,6 +162,8 @@ class _Publication:
                                             encoding="utf-8")
         if (stage.dir / "metrics.json").is_file():
             _copy(stage.dir / "metrics.json", dest / "metrics.json", self.mask)
+        if (self.run_dir / REPORT).is_file():
+            _copy(self.run_dir / REPORT, dest / REPORT, self.mask)
         card = stage_card(stage, self.card_inputs(stage, title, load_from), data=data, model=model)
         (dest / "README.md").write_text(self.mask(card), encoding="utf-8")
         leaks = leaked_paths(dest, machine_paths(self.run_dir, self.recipe_dir), TEXT_SUFFIXES)

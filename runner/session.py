@@ -3,7 +3,9 @@ around the Runner."""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from runner.load import LoadedRecipe
 from runner.lock import build_lock, dump_lock
 from runner.map_stage import ShardDone
 from runner.report import build_report
+from runner.report_html import LAST_RUN, REPORT_FILE, build_html
 from runner.run_lock import RunFolderLock
 
 log = logging.getLogger("recipe.run")
@@ -103,6 +106,10 @@ def _run(runner: Runner, loaded: LoadedRecipe, *, publish: bool, stages: list[st
                     if (f := stage_failures(s, r.counts, loaded.recipe.failure_limit(s), r.dir)) is not None]
         _write(root / "recipe.lock.yaml", lambda: dump_lock(build_lock(folders, runner.models.pins())))
         _write(root / "report.md", lambda: build_report(folders, runner.results, error, failures))
+        statuses = {s: r.status for s, r in runner.results.items()}
+        _write(root / LAST_RUN, lambda: json.dumps({"statuses": statuses, "error": error,
+                                                    "finished": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
+        _write(root / REPORT_FILE, lambda: build_html(root, statuses, error))
         runner.models.close()
     over = [f for f in failures if f.over]
     details = [line for f in failures for line in f.lines()]
@@ -129,5 +136,5 @@ def _run(runner: Runner, loaded: LoadedRecipe, *, publish: bool, stages: list[st
                        + (" Nothing was published." if publish and pub is not None and order is None else ""))
     else:
         head = f"[bold green]done[/] {loaded.name}: {counted}"
-    details += [f"report: {root / 'report.md'}"] + [f"published: {p}" for p in published]
+    details += [f"report: {root / REPORT_FILE} (and report.md)"] + [f"published: {p}" for p in published]
     return RunOutcome(head, [redact(d) for d in details], failures, EXIT_FAILED_RECORDS if over else 0)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from components.base import MapComponent, is_streaming
+from components.report_data import REPORT_DATA, section_list
 from registry.atomic import atomic_write_json, atomic_write_text
 from registry.jsonio import read_json
 from registry.records import Records, link_records, write_records
@@ -284,6 +285,9 @@ class StageRun:
             section = self.comp.report(records, metrics, ctx)
             if section:
                 atomic_write_text(sdir / "report_section.md", section)
+            data = self.comp.report_data(records, metrics, ctx)
+            if data:
+                atomic_write_json(sdir / REPORT_DATA, section_list(data))
         except Exception as e:
             if is_disk_fault(e):
                 raise  # our own write failed: the stage stops with the file named

@@ -215,6 +215,12 @@ class SelfRAGDecoder(MapComponent):
                 "retrieval_frequency": retrieved / n if n else 0.0,
                 "candidates_per_record": sum(len(r.get("candidates", [])) for r in records) / n if n else 0.0}
 
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
+        """Candidate score distributions, and per record the retrieval decision, passages and candidates."""
+        from components.views.selfrag import selfrag_sections
+
+        return selfrag_sections(records, self.params.question_field)
+
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
         if not records or not metrics:
             return None

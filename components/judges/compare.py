@@ -67,6 +67,15 @@ class Compare(WholeComponent):
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
         return {r["metric"]: {"a": r["a"], "b": r["b"]} for r in records}
 
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
+        """The comparison as a table."""
+        from components.report_data import Table
+
+        p: CompareParams = self.params  # type: ignore[assignment]
+        a, b = p.label_a, p.label_b
+        return [Table(title=f"{a} against {b}", columns=["metric", a, b, f"{a} − {b}"],
+                      rows=[[r["metric"], r["a"], r["b"], r["difference"]] for r in records])] if records else []
+
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
         if not records:
             return None

@@ -228,6 +228,23 @@ class LlmScore(MapComponent):
             "histogram": histogram,
         }
 
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
+        """The score distribution, and the judged records beside the judge's reply."""
+        from components.report_data import score_histogram
+        from components.views.answers import answer_example, answers_section
+
+        p = self.params
+        examples = []
+        for i, r in enumerate(records):
+            texts = [v for k, v in r.items() if isinstance(v, str) and k not in ("id", "judge_raw")]
+            examples.append(answer_example(f"record {r.get('id', r.get('idx', i))}",
+                                           question=texts[0] if texts else None,
+                                           answer=texts[1] if len(texts) > 1 else None, reference=None,
+                                           analysis=r.get("judge_raw"), fields={"score": r.get(p.score_field)}))
+        return [score_histogram(f"{p.score_field} distribution", {p.score_field: [r.get(p.score_field)
+                                                                                 for r in records]},
+                                low=p.scale_min, high=p.scale_max), answers_section("judged records", examples)]
+
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
         m = metrics if metrics is not None else self.summarize(records, ctx)
         mean = "n/a" if m["mean_score"] is None else f"{m['mean_score']:.3f}"

@@ -146,6 +146,18 @@ class LongBenchChatJudge(MapComponent):
         n = n_in.get("predictions")
         return Estimate() if n is None else Estimate(records_out=n, llm_calls=n)
 
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
+        """The score distribution, and each answer beside the question, the reference and the analysis."""
+        from components.report_data import score_histogram
+        from components.views.answers import answer_example, answers_section
+
+        examples = [answer_example(f"record {r.get('id', r.get('idx', i))}", question=r.get("query"),
+                                   answer=r.get("prediction"), reference=r.get("answer"),
+                                   analysis=r.get("judge_output"), fields={"score": r.get("score")})
+                    for i, r in enumerate(records)]
+        return [score_histogram("LongBench-Chat scores", {"score": [r.get("score") for r in records]},
+                                low=1, high=10), answers_section("LongBench-Chat answers", examples)]
+
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
         scores = [float(r["score"]) for r in records if r.get("score") is not None]
         mean = sum(scores) / len(scores) if scores else None

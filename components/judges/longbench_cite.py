@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -294,6 +295,25 @@ class LongBenchCiteJudge(MapComponent):
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
         return aggregate(records)
+
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
+        """Score distributions, and each judged answer in the citation viewer with the verdicts."""
+        from components.report_data import MAX_EXAMPLES, score_histogram
+        from components.views.citations import citation_example, citation_section
+
+        contexts = {str(r.get("id", r.get("idx"))): r.get("splited_context") or ""
+                    for r in (getattr(ctx, "inputs", None) or {}).get("predictions", [])}
+        examples = [citation_example(
+            f"{r.get('dataset', '')} {r.get('id', r.get('idx'))}".strip(), r.get("query", ""),
+            contexts.get(str(r.get("id", r.get("idx"))), ""), r.get("statements") or [],
+            {k: r.get(k) for k in ("recall", "precision", "f1", "correctness", "n_citations")})
+            for r in islice(records, MAX_EXAMPLES)]
+        plot = score_histogram("LongBench-Cite scores per answer", {k: [r.get(k) for r in records] for k in
+                                                                      ("recall", "precision", "f1", "correctness")},
+                               low=0.0, high=1.0)
+        return [plot, citation_section("judged answers: statements, citations and verdicts", examples,
+                                       "A cited sentence's label is the judge's relevance verdict; a "
+                                       "statement's note is its support verdict.")]
 
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str:
         metrics = metrics or aggregate(records)

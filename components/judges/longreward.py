@@ -346,6 +346,11 @@ class LongReward(MapComponent):
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
         return reward_means(records)
 
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
+        from components.views.longreward import longreward_sections  # the four scores and judged facts
+
+        return longreward_sections(records)
+
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
         m = metrics or reward_means(records)
         if not m["n"]:

@@ -206,6 +206,24 @@ class NeedleJudge(MapComponent):
             out["unscored"] = max(0, len(inputs["predictions"]) - len(records))
         return out
 
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
+        """The depth × length heatmap, the score distribution, and answers beside the needle."""
+        from components.report_data import score_histogram
+        from components.views.answers import answer_example, answers_section, heatmap
+
+        if not records:
+            return []
+        p: NeedleJudgeParams = self.params  # type: ignore[assignment]
+        examples = [answer_example(
+            f"depth {r['depth']}% · length {r['length']}", question=r.get("question") or p.question,
+            answer=r.get(p.prediction_field), reference=r.get("needle"),
+            analysis=r.get("judge_output") or f"key facts recalled: {float(r['recall']):.0%} "
+                                              f"({', '.join(self._facts(r))})",
+            fields={"score": r.get("score"), "recall": r.get("recall")}) for r in records]
+        return [heatmap("needle: mean score per depth and length", cell_means(records), 1, 10),
+                score_histogram("needle scores", {"score": [r.get("score") for r in records]}, low=1, high=10),
+                answers_section("needle answers", examples)]
+
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
         if not records:
             return None

@@ -70,6 +70,21 @@ class CompareRewards(WholeComponent):
                 "wins": sum(r["wins"] for r in records), "ties": sum(r["ties"] for r in records),
                 "losses": sum(r["losses"] for r in records)}
 
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
+        """Mean reward per dimension before and after training, and the per-prompt totals."""
+        from components.report_data import Plot, Series, score_histogram
+
+        m = metrics or self.summarize(records, ctx)
+        dims = [*DIMENSIONS, "total"]
+        bars = Plot(title="mean LongReward before and after training", chart="bars", labels=dims,
+                    y_label="mean score", series=[Series(name=side, y=[m.get(f"{side}_{d}") for d in dims])
+                                                  for side in ("before", "after")],
+                    note="Each dimension 0–10, total 0–40.")
+        totals = score_histogram("mean total per prompt (0–40)", {
+            "before": [r["before_total"] for r in records], "after": [r["after_total"] for r in records]},
+            low=0, high=40)
+        return [bars, totals]
+
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
         m = metrics or self.summarize(records, ctx)
         lines = ["Mean LongReward of the policy before and after training (each dimension 0–10, total 0–40):", "",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from itertools import islice
 from typing import Any, ClassVar
 
 from pydantic import Field
 
 from components.base import Context, Estimate, Fields, MapComponent, Out, Params
 from components.decoders.longcite import LONGCITE_INSTRUCTION, USER_TEMPLATE, longcite_user_prompt
+from components.report_data import MAX_EXAMPLES
 from components.text import number_sentences
 
 _RANGE = re.compile(r"\[\s*(\d+)\s*-\s*(\d+)\s*\]")
@@ -101,6 +103,23 @@ class CoFFilter(MapComponent):
                         {"role": "assistant", "content": answer}]
             out.append({**{k: record[k] for k in ("id", "idx") if k in record}, "messages": messages})
         return out
+
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
+        """The kept training records in the citation viewer (statements beside the numbered document)."""
+        from components.views.citations import (
+            answer_statements,
+            citation_example,
+            citation_section,
+            document_of,
+        )
+
+        examples = []
+        for r in islice(records, MAX_EXAMPLES):
+            user, answer = r["messages"][0]["content"], r["messages"][-1]["content"]
+            question = user.rsplit("[Document End]", 1)[-1].strip()
+            examples.append(citation_example(f"record {r.get('id', r.get('idx'))}", question, document_of(user),
+                                             answer_statements(answer)))
+        return [citation_section("CoF training data: citations", examples)] if examples else []
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
         metrics: dict[str, Any] = {"kept": len(records)}

@@ -132,6 +132,25 @@ class GateauRank(WholeComponent):
         }
         return out
 
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
+        """Each score's distribution, the selected subset against the rest, and the ranking's head."""
+        from components.report_data import Table, score_histogram
+
+        rows = sorted((ctx.load_stats(STATS) or {}).get("rows", []), key=lambda r: r["rank"])
+        chosen = {str(r["id"]) for r in records}
+        out: list[Any] = []
+        for key, label in (("score", "final score"), ("hmg", "HMG (normalised)"), ("cas_score", "CAS (normalised)"),
+                           ("ppl_long", "perplexity, long context")):
+            out.append(score_histogram(f"{label}: selected against the rest", {
+                "selected": [r[key] for r in rows if str(r["id"]) in chosen],
+                "rest": [r[key] for r in rows if str(r["id"]) not in chosen]}, x_label=label))
+        cols = ["rank", "id", "selected", "ppl_short", "ppl_long", "hmg", "cas_score", "score"]
+        out.append(Table(title=f"ranking (first {min(SHOWN, len(rows))} of {len(rows)})", columns=cols,
+                         rows=[[r["rank"], r["id"], str(r["id"]) in chosen, *(r[c] for c in cols[3:])]
+                               for r in rows[:SHOWN]]))
+        out.append(_examples(records, (getattr(ctx, "inputs", None) or {}).get("hmg", []), chosen))
+        return out if rows else []
+
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
         stats = ctx.load_stats(STATS) or {}
         rows = sorted(stats.get("rows", []), key=lambda r: r["rank"])
@@ -154,6 +173,23 @@ class GateauRank(WholeComponent):
         if len(rows) > SHOWN:
             lines.append(f"| … | {len(rows) - SHOWN} more | | | | | | |")
         return "\n".join(lines) + "\n"
+
+
+def _examples(selected: list[dict], candidates: list[dict], chosen: set[str], each: int = 3) -> Any:
+    """The best-ranked selected records beside the candidates left out (their conversations)."""
+    from components.report_data import Example, Examples, Pane
+
+    def example(r: dict, picked: bool) -> Example:
+        turns = r.get("messages") or []
+        return Example(title=f"{'selected' if picked else 'left out'}: {r.get('id')}", tags=[
+            "selected" if picked else "rest"], fields={k: r.get(k) for k in ("rank", "score", "hmg", "cas_score")
+                                                       if r.get(k) is not None},
+            panes=[Pane(title=str(t.get("role")), text=str(t.get("content"))[:4000]) for t in turns[:2]])
+
+    rest = [r for r in candidates if str(r.get("id")) not in chosen]
+    best = sorted(selected, key=lambda r: r.get("rank", 0))[:each]
+    return Examples(title="selected records against those left out",
+                    examples=[example(r, True) for r in best] + [example(r, False) for r in rest[:each]])
 
 
 def _unique(records: list[dict], port: str) -> list[dict]:

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from components.base import Context, Fields, ModelSlot, Params, WholeComponent
+from components.report_data import step_curves
 from components.trainers.dpo_data import stats_dict, tokenize_pairs, tokens_digest
 from components.trainers.dpo_ref import PAIR_FIELDS, TOKENIZE_STATS
 from components.trainers.sft import LoraParams
@@ -124,6 +125,11 @@ class DPO(WholeComponent):
         out.update(ctx.load_stats(TRAIN_STATS) or {})
         out.update({f"tokenize_{k}": v for k, v in (ctx.load_stats(TOKENIZE_STATS) or {}).items()})
         return out
+
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
+        """Loss, learning rate and the reward margin per optimizer step."""
+        return step_curves(records, {"loss": "loss", "lr": "learning rate", "reward_margin": "reward margin"},
+                           "DPO")
 
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
         if not records or not metrics:

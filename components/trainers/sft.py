@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from components.base import Context, Fields, ModelSlot, Params, WholeComponent
+from components.report_data import step_curves
 from components.trainers.loop import train
 from components.trainers.special_tokens import add_special_tokens, resolve_special_tokens
 from components.trainers.step_log import StepLog, TrackingParams
@@ -229,6 +230,10 @@ class SFT(WholeComponent):
         out.update(ctx.load_stats(TRAIN_STATS) or {})
         out.update({f"tokenize_{k}": v for k, v in (ctx.load_stats(TOKENIZE_STATS_NAME) or {}).items()})
         return out
+
+    def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
+        """Loss and learning rate per optimizer step."""
+        return step_curves(records, {"loss": "loss", "lr": "learning rate"}, "SFT")
 
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
         if not records or not metrics:

@@ -336,3 +336,21 @@ def test_compat_reference_decides_on_log_probabilities_and_scores_long_form_segm
                            compat="reference")
     _, [long_ref] = run_stage(params, ReflectionLLM(long_script), [{"question": "Tell me.", "passages": PASSAGES[:2]}])
     assert long_ref["prediction"] == "Alpha is first [1]. A two [2]."
+
+
+def test_report_data_shows_the_decision_the_passages_and_each_candidate_linked_to_its_passage():
+    by_passage = {"alpha": steps((REL, {REL: 0.9, IRR: 0.1}), "Rome", (FULL, {FULL: 1.0})),
+                  "beta": steps((REL, {REL: 0.5, IRR: 0.5}), "Oslo", (NOSUP, {NOSUP: 1.0}))}
+    llm = ReflectionLLM(short_script({"[Retrieval]": 0.3, "[No Retrieval]": 0.7}, by_passage))
+    record = {"id": 1, "question": "capital?", "task_type": "open", "passages": PASSAGES[:2]}
+    comp, out = run_stage(SelfRAGParams(threshold=0.2), llm, [record])
+    plot, viewer = comp.report_data(out, None, FakeCtx())
+    assert sorted(plot.series[3].y) == pytest.approx([0.5, 1.9])  # the candidates' final scores
+    (ex,) = viewer.examples
+    assert ex.fields["retrieved"] is True and ex.fields["p(retrieve)"] == pytest.approx(0.3)
+    question, passages, candidates, answer = ex.panes
+    assert question.text == "capital?" and answer.text == "Rome"
+    assert [p.id for p in passages.spans] == ["pp1", "pp2"]
+    # alpha's candidate (0.9 + 1.0) beats beta's (0.5 + 0): it is the one selected
+    assert [(c.links[0].target, c.tags) for c in candidates.spans] == [("pp1", ["selected"]), ("pp2", [])]
+    assert "[Relevant]" in candidates.spans[0].text  # the reflection tokens stay visible

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,29 @@ def _run(name: str, tmp_path: Path):
     return loaded, root, {s: root / d for s, d in latest.items()}
 
 
+# what a person must see in each shipped recipe's report.html without opening another file
+REPORT_HTML = {
+    "quickstart": ["score distribution"],
+    "longcite": ["SFT: loss per step", "LongBench-Cite scores per answer"],
+    "longalign": ["SFT: loss per step", "needle: mean score per depth and length", "LongBench-Chat scores"],
+    "longreward": ["DPO: loss per step", "mean LongReward before and after training",
+                   "LongReward scores per dimension (0–10)"],
+    "gateau": ["SFT: loss per step", "needle: mean score per depth and length",
+               "final score: selected against the rest"],
+}
+
+
+def _check_report_html(name: str, root: Path) -> None:
+    page = (root / "report.html").read_text()
+    assert len(page.encode()) < 3 * 2**20
+    plots = re.findall(r'<img class="plot" alt="([^"]*)" src="data:image/svg\+xml;base64,', page)
+    assert set(REPORT_HTML.get(name, [])) <= set(plots), plots
+    if name == "longcite":  # a statement of the CoF data that links to a sentence of the numbered context
+        viewer = page.split('id="stage-filtered"', 1)[1].split("</section>", 1)[0]
+        target = re.search(r'data-links="\[\{&quot;target&quot;: &quot;(s\d+)&quot;', viewer).group(1)
+        assert f'data-sid="{target}"' in viewer
+
+
 def _manifest(d: Path) -> dict:
     return json.loads((d / "manifest.json").read_text())
 
@@ -54,6 +78,7 @@ def test_recipe_runs_with_tiny_model_and_reruns_from_cache(name, tmp_path):
         assert (dirs[stage] / "records.jsonl").exists()
     report = (root / "report.md").read_text()
     assert all(f"| {s} |" in report for s in loaded.order)
+    _check_report_html(name, root)
     assert (root / "recipe.lock.yaml").exists()
     before = {s: _manifest(d)["finished"] for s, d in dirs.items()}
     # second run: everything served from cache, nothing re-run

@@ -70,11 +70,14 @@ def test_failures_beyond_the_limit_exit_3_hold_later_stages_and_a_plain_rerun_re
     report = (tmp_path / "runs" / "demo" / "report.md").read_text()
     assert "## Failed records" in report and "- stage ask: 5 of 5 records failed (over its limit of 0)" in report
     assert "  - 5× the service is down" in report and "| count | `demo_components:CountRuns` | waiting |" in report
+    page = (tmp_path / "runs" / "demo" / "report.html").read_text()
+    assert "<td>count</td><td>demo_components:CountRuns</td><td>waiting</td>" in page
+    assert "<h3>ask: 5 failed</h3>" in page and page.count("the service is down</summary>") == 5
 
     (tmp_path / "down").unlink()  # the service is back
     out = run(tmp_path, RECIPE)
     assert out.exit_code == 0 and out.failures == [] and out.text.startswith("[bold green]done")
-    assert out.details == [f"report: {tmp_path / 'runs' / 'demo' / 'report.md'}"]
+    assert out.details == [f"report: {tmp_path / 'runs' / 'demo' / 'report.html'} (and report.md)"]
     assert llm.generated == 20, "a plain re-run asks again for the 5 failed records, once each"
     assert [r["id"] for r in read_jsonl(ask / "records.jsonl")] == [f"r{i}" for i in range(5)]
     assert read_jsonl(ask / "failures.jsonl") == []

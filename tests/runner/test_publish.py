@@ -379,3 +379,19 @@ def test_hub_needs_a_token_and_hides_hub_errors_secrets(run_dir, hub, zoo_added,
     assert "credential-value-123" not in str(err.value)
     with pytest.raises(PublishError, match="expected hf://org/name"):
         publish_run(run_dir, "hf://just-a-name", artifacts=["docs"], token_env="MY_HUB_CREDENTIAL")
+
+
+def test_the_run_report_is_published_beside_each_artifact_and_the_card_links_it(run_dir, zoo_added):
+    from runner.report_html import write_html_report
+
+    (run_dir / "stages/docs/fpdocs/failures.jsonl").write_text(json.dumps(
+        {"record_id": "2", "error": "no score", "raw": f"model said {OTHER_KEY}"}) + "\n")
+    write_html_report(run_dir)
+    assert OTHER_KEY not in (run_dir / "report.html").read_text()  # masked when written
+    publish_run(run_dir, None, artifacts=["docs", "sft"])
+    for name in ("demo-docs", "demo-sft"):
+        folder = run_dir / "published" / name
+        page = (folder / "report.html").read_text()
+        assert page.startswith("<!DOCTYPE html>") and "model said ***" in page
+        assert "[`report.html`](report.html)" in (folder / "README.md").read_text()
+        assert not any(s in all_text(folder) for s in SECRETS)

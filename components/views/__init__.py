@@ -1,0 +1,1 @@
+"""Report viewers as data: the sections components return from ``report_data`` (``components.report_data``)."""
