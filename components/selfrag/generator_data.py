@@ -93,8 +93,8 @@ class GeneratorData(MapComponent):
             labels = ask_labels(critic, [(a, item, allowed) for _, a, item, allowed in questions], p,
                                 few_shot=p.few_shot)
             for (st, aspect, _, _), label in zip(questions, labels, strict=True):
-                if label is None:
-                    st.error = f"the critic gave no {aspect} label"
+                if label is None and st.error is None:
+                    st.error = f"the critic gave no {aspect} label after {p.tries} asks"
             return labels
 
         first = ask([(s, "retrieval", {"instruction": s.instruction}, None) for s in states])
