@@ -246,6 +246,14 @@ class Embedder(ABC):
     def embed(self, texts: list[str]) -> Any:
         """L2-normalised embeddings, a float32 numpy array of shape (len(texts), dim)."""
 
+    def embed_queries(self, texts: list[str]) -> Any:
+        """``embed`` for search queries, with the model's query prompt where it defines one."""
+        return self.embed(texts)
+
+    def embed_documents(self, texts: list[str]) -> Any:
+        """``embed`` for the passages searched, with the model's document prompt where it defines one."""
+        return self.embed(texts)
+
 
 class BudgetExceeded(RuntimeError):
     """Raised by an API backend when a stage's spend reached its ``budget_usd``; the run stops cleanly
