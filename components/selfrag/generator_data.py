@@ -4,7 +4,8 @@ from a critic's verdicts (spec §5.3)."""
 from __future__ import annotations
 
 import random
-from typing import Any, ClassVar
+import threading
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -38,6 +39,8 @@ class GeneratorDataParams(CriticAskParams):
                                      "never retrieves (reference: 0.4)")
     max_sentences: int = Field(8, ge=1, description="sentences of an output rated one by one; the rest "
                                "joins the last one")
+    method: Literal["dense", "bm25", "hybrid"] = Field(
+        "hybrid", description="with the `index` input: how each sentence's passages are searched")
 
 
 class GeneratorData(MapComponent):
@@ -60,9 +63,10 @@ class GeneratorData(MapComponent):
     ``[Continue to Use Evidence]`` dropped). The draws use a generator seeded by the run seed and the record
     id, so a record's output does not depend on its batch.
 
-    Passages come from the record (``passages_field``, filled by a ``retrieve`` stage for the instruction):
-    every sentence that retrieves chooses among the same candidates. The reference retrieves again for each
-    sentence; that needs an index searched in-process and is not done here.
+    Passages: with the optional ``index`` input (an ``index.build`` stage) each sentence that retrieves
+    searches the index in-process for ``{instruction} {sentence}`` (``method``, top ``ndocs``), as the
+    reference retrieves per sentence; without it every sentence chooses among the record's
+    ``passages_field`` (filled by a ``retrieve`` stage for the instruction).
 
     No label is guessed: a record with a question the critic never answered with a label after ``tries``
     asks, or one that must retrieve but has no passages, fails with the reason (see ``failures.jsonl``).
@@ -74,19 +78,43 @@ class GeneratorData(MapComponent):
 
     type: ClassVar[str] = "selfrag.generator_data"
     Params: ClassVar[type[Params]] = GeneratorDataParams
-    inputs: ClassVar[dict[str, Fields]] = {"pairs": Fields("instruction", "output")}
+    inputs: ClassVar[dict[str, Fields]] = {"pairs": Fields("instruction", "output"),
+                                            "index": Fields("id", "text")}
+    optional_inputs: ClassVar[frozenset[str]] = frozenset({"index"})
+    artifact_inputs: ClassVar[dict[str, str]] = {"index": "index"}
+    map_over: ClassVar[str | None] = "pairs"
     outputs: ClassVar[Fields | None] = Fields("output", "source_output", "retrieves", "messages")
     passthrough: ClassVar[str | None] = "pairs"
     models: ClassVar[dict[str, ModelSlot]] = {
         "critic": ModelSlot("chat", doc="the critic: a trained critic stage or a zoo model"),
+        "embedder": ModelSlot("embed", required=False, default="all-minilm-l6-v2",
+                              doc="with the `index` input: the embedder the index was built with"),
     }
     prompts: ClassVar[dict[str, str]] = {f"instruction_{a}": t for a, t in INSTRUCTIONS.items()}
     reply_formats: ClassVar[dict[str, str]] = {"label": "regex"}
     batch_size: ClassVar[int] = 8
 
+    def __init__(self, params: Params | None = None) -> None:
+        super().__init__(params)
+        self._index: Any = None
+        self._lock = threading.Lock()
+
+    def _open_index(self, ctx: Context) -> Any:
+        """The index on the ``index`` input, opened once (None when the input is not connected)."""
+        if "index" not in (getattr(ctx, "inputs", None) or {}):
+            return None
+        from components.retrievers import open_index
+
+        with self._lock:
+            if self._index is None:
+                embedder = ctx.embedder("embedder") if self.params.method != "bm25" else None  # type: ignore[attr-defined]
+                self._index = open_index(ctx.input_artifact("index"), embedder)
+            return self._index
+
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
         p: GeneratorDataParams = self.params  # type: ignore[assignment]
         critic = ctx.model("critic")
+        index = self._open_index(ctx)
         states = [_State.start(r, p, ctx.seed) for r in batch]
 
         def ask(questions: list[tuple[_State, str, dict, tuple[str, ...] | None]]) -> list[str | None]:
@@ -108,10 +136,10 @@ class GeneratorData(MapComponent):
             active = [st for st in states if not st.done and not st.error and s < len(st.sentences)]
             if not active:
                 break
-            self._sentence_step(active, s, ask, p)
+            self._sentence_step(active, s, ask, p, index)
         return [st.result(p) for st in states]
 
-    def _sentence_step(self, active: list[_State], s: int, ask, p: GeneratorDataParams) -> None:
+    def _sentence_step(self, active: list[_State], s: int, ask, p: GeneratorDataParams, index: Any) -> None:
         """Decide, fetch, rate and write sentence ``s`` of every active record."""
         retrieving: list[_State] = []
         if s == 0:
@@ -131,9 +159,13 @@ class GeneratorData(MapComponent):
                     st.segments.append(Segment(st.sentences[s], "none"))
                 elif label == RETRIEVAL:
                     retrieving.append(st)
+        if index is not None and retrieving:
+            queries = [f"{st.instruction} {st.sentences[s]}" for st in retrieving]
+            for st, hits in zip(retrieving, index.search(queries, p.ndocs, p.method), strict=True):
+                st.candidates = hits
         for st in retrieving:
             if not st.candidates:
-                st.error = f"retrieval needed but no passages in field {p.passages_field!r}"
+                st.error = "retrieval needed but no passages found"
         retrieving = [st for st in retrieving if not st.error]
         rel_q = [(st, "relevance", {"instruction": st.instruction, "evidence": passage_text(c)}, None)
                  for st in retrieving for c in st.candidates]

@@ -140,3 +140,33 @@ def test_critic_data_cap_and_dropped_unlabelled(tmp_path):
     out = comp.run({"pairs": pairs}, ctx)
     assert [r["task"] for r in out] == ["relevance"] * 4
     assert comp.summarize(out, ctx)["unlabelled"] == 3
+
+
+def test_each_sentence_searches_the_index_in_process(tmp_path):
+    from components.retrievers import build_index
+
+    corpus = [{"id": "p-pass", "title": "pass", "text": "The pass statement does nothing when executed."},
+              {"id": "p-int", "title": "Integers", "text": "Integer literals have no length limit."},
+              {"id": "p-other", "title": "Other", "text": "Unrelated words about gardens."}]
+    folder = tmp_path / "stage" / "index"
+    build_index(corpus, folder, None)  # BM25 only
+
+    class Ctx(FakeCtx):
+        def input_artifact(self, port):
+            assert port == "index"
+            return folder
+
+    def reply(conv):
+        return {"retrieval": "[Retrieval]", "utility": "[Utility:5]", "relevance": "[Relevant]",
+                "support": "[Fully supported]", "multi_retrieval": "[Retrieval]"}[aspect_of(conv)]
+
+    comp = GeneratorData(GeneratorData.Params(method="bm25", ndocs=1))
+    ctx = Ctx(comp.params, models={"critic": ScriptedLLM(reply)}, tmp=tmp_path, inputs={"pairs": [], "index": corpus})
+    pair = {"id": "q", "instruction": "Tell me two facts.",
+            "output": "The pass statement does nothing. Integer literals have no length limit."}
+    (rec,) = comp.process([pair], ctx)
+    assert rec["output"] == (
+        "[Retrieval]<paragraph>pass\nThe pass statement does nothing when executed.</paragraph>[Relevant]"
+        "The pass statement does nothing.[Fully supported]"
+        "[Retrieval]<paragraph>Integers\nInteger literals have no length limit.</paragraph>[Relevant]"
+        "Integer literals have no length limit.[Fully supported][Utility:5]")
