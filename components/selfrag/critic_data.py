@@ -164,14 +164,14 @@ class CriticData(WholeComponent):
             "records": len(records),
             "train": sum(r["split"] == "train" for r in records),
             "dev": sum(r["split"] == "dev" for r in records),
-            "labels": {f"{task} {label}": n for (task, label), n in sorted(counts.items())},
             **stats,
+            **{f"{task} {label}": n for (task, label), n in sorted(counts.items())},
         }
 
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
         if not metrics:
             return None
-        rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.get("labels", {}).items())
+        rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items() if k.split(" ")[0] in ASPECTS)
         return (f"Critic data: {metrics['train']} train and {metrics['dev']} dev records.\n\n"
                 f"| aspect and label | records |\n| --- | --- |\n{rows}\n")
 
