@@ -66,12 +66,15 @@ class ModelSlot:
 
     ``kind`` is ``chat`` (an LLM through a backend), ``embed`` (a sentence embedder) or ``weights``
     (a trainer loads the weights itself). ``default`` is a zoo name used when the stage binds nothing.
+    ``local``: the component needs what only a local backend gives (the log-probabilities of given tokens,
+    ``Sampling.logprob_tokens``), so binding an API model to the slot is a recipe error.
     """
 
     kind: Literal["chat", "embed", "weights"] = "chat"
     required: bool = True
     default: str | None = None
     doc: str = ""
+    local: bool = False
 
 
 @dataclass

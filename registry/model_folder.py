@@ -237,9 +237,10 @@ def load_weights(model: ResolvedModel | Path | str, *, dtype: Any, attn_implemen
     if has_tokenizer_files(folder):
         # Training may have added tokens (e.g. reflection tokens); the adapter's saved embeddings
         # then have the larger vocabulary.
+        # (Their rows come from the adapter, so how the grown rows start does not matter.)
         vocab = len(load_tokenizer(folder))
         if vocab > base.get_input_embeddings().weight.shape[0]:
-            base.resize_token_embeddings(vocab)
+            base.resize_token_embeddings(vocab, mean_resizing=False)
     return PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
 
 
@@ -249,7 +250,12 @@ def save_model_folder(folder: Path, model: Any, tokenizer: Any, info: TrainedMod
     folder is assembled under ``<folder>.tmp`` and renamed into place, so it is complete or absent."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)
+    kwargs: dict[str, Any] = {}
+    config = getattr(model, "peft_config", {}).get("default")
+    if getattr(config, "trainable_token_indices", None):
+        # the trained token rows are in the adapter: not the whole grown embedding matrices as well
+        kwargs["save_embedding_layers"] = False
+    model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True, **kwargs)
     (tmp / "README.md").unlink(missing_ok=True)  # peft's boilerplate card: cards are written by publish
     tokenizer.save_pretrained(str(tmp))
     write_trained(tmp, info)

@@ -26,8 +26,14 @@ from typing import Any
 
 from registry.model_folder import load_causal_lm, load_config, load_tokenizer
 from registry.resolved import ResolvedModel
-from runner.backends.base import LLM, ChatResult, Choice, Format, Sampling, ScoreResult, TokenLogprob, Usage
-from runner.backends.generation import _FinishTracker, generation_kwargs
+from runner.backends.base import LLM, ChatResult, Choice, Format, Sampling, ScoreResult, Usage
+from runner.backends.generation import (
+    _FinishTracker,
+    generation_kwargs,
+    reply_text,
+    token_logprobs,
+    tracked_ids,
+)
 from runner.backends.hf_loading import chat_prompt_ids
 
 
@@ -134,6 +140,8 @@ class TransformersLLM(LLM):
         report = on_result if on_result is not None else self.on_result
         if sampling.format is not None:  # a bad format is the caller's error: raise it before generating
             self.check_format(sampling.format)
+        if sampling.logprob_tokens:  # likewise a tracked token that is not one token of the vocabulary
+            tracked_ids(self.tokenizer(), sampling.logprob_tokens)
         results: list[ChatResult | None] = [None] * len(conversations)
         prompts = [self._prompt_ids(c) for c in conversations]
         limit = self.context_length
@@ -192,7 +200,7 @@ class TransformersLLM(LLM):
                 eos_token_id=sorted(eos) or None,
                 stopping_criteria=StoppingCriteriaList([tracker]),
                 return_dict_in_generate=True,
-                output_logits=sampling.logprobs is not None,
+                output_logits=sampling.logprobs is not None or bool(sampling.logprob_tokens),
             )
             if sampling.format is not None:
                 # applied before temperature / top-p (transformers runs given processors first)
@@ -202,7 +210,8 @@ class TransformersLLM(LLM):
             with self._seeded(sampling), torch.no_grad():
                 out = lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
             generated = out.sequences[:, prompt_len:].tolist()
-            logits = out.logits if sampling.logprobs is not None else None
+            logits = out.logits if kwargs["output_logits"] else None
+        wanted = tracked_ids(tok, sampling.logprob_tokens) if sampling.logprob_tokens else None
 
         results = []
         for b, prompt in enumerate(batch):
@@ -212,16 +221,18 @@ class TransformersLLM(LLM):
                 finished = tracker.finished_at[row]
                 kept = generated[row][:finished] if finished is not None else generated[row]
                 used += len(kept)
+                lps = token_logprobs(tok, logits, row, kept, sampling.logprobs, wanted) if logits is not None else None
                 choices.append(Choice(
-                    text=_cut_at_stop(tok.decode(kept, skip_special_tokens=True), sampling.stop),
+                    text=_cut_at_stop(reply_text(tok, kept, wanted), sampling.stop),
                     finish_reason="stop" if finished is not None else "length",
-                    logprobs=_token_logprobs(tok, logits, row, kept, sampling.logprobs)
-                    if logits is not None else None,
+                    logprobs=lps,
+                    cumulative_logprob=sum(t.logprob for t in lps) if wanted is not None and lps else None,
                 ))
             usage = Usage(prompt_tokens=len(prompt), completion_tokens=used)
             if sampling.n == 1:
                 results.append(ChatResult(text=choices[0].text, finish_reason=choices[0].finish_reason,
-                                          logprobs=choices[0].logprobs, usage=usage))
+                                          logprobs=choices[0].logprobs, usage=usage,
+                                          cumulative_logprob=choices[0].cumulative_logprob))
             else:  # a greedy request decoded once: every reply is that one
                 usage.completion_tokens *= sampling.n // per_prompt
                 results.append(ChatResult.of_choices(choices * (sampling.n // per_prompt), usage))
@@ -329,21 +340,6 @@ class TransformersLLM(LLM):
 def _cut_at_stop(text: str, stops: list[str]) -> str:
     cuts = [text.find(s) for s in stops if s and s in text]
     return text[: min(cuts)] if cuts else text
-
-
-def _token_logprobs(tok: Any, logits: Any, row: int, kept: list[int], top: int | None) -> list[TokenLogprob]:
-    import torch
-
-    out = []
-    for step, token_id in enumerate(kept):
-        lp = torch.log_softmax(logits[step][row].float(), dim=-1)
-        best: dict[str, float] = {}
-        if top:
-            values, indices = torch.topk(lp, k=min(top, lp.shape[-1]))
-            for v, j in zip(values.tolist(), indices.tolist()):
-                best.setdefault(tok.decode([j]), v)
-        out.append(TokenLogprob(token=tok.decode([token_id]), logprob=float(lp[token_id]), top=best))
-    return out
 
 
 def _gather_logprobs(logits: Any, row: list[int]) -> list[float]:

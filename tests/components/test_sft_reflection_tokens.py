@@ -1,0 +1,100 @@
+"""train.sft with added special tokens (Self-RAG's reflection tokens) and passage masking."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from components.selfrag_tokens import REFLECTION_TOKENS
+from components.trainers.sft import SFTParams
+from components.trainers.span_mask import passage_char_spans
+from components.trainers.special_tokens import add_special_tokens, resolve_special_tokens
+from components.trainers.tokenize import MaskSpans, tokenize_messages
+from registry.model_folder import load_tokenizer, load_weights
+from tests.components.test_sft import chat, run
+from tests.components.test_sft_tiny import make_tokenizer, one_torch_thread, tiny_folder  # noqa: F401
+
+X = -100
+# two passages, a generated sentence between them and one after
+ANSWER = ("[Retrieval]<paragraph>the cat sat</paragraph>[Relevant] the dog sat [Fully supported]"
+          "[Retrieval]<paragraph>red sky</paragraph>[Irrelevant] blue sea [Utility:5]")
+
+
+def test_preset_is_the_fifteen_reflection_tokens_and_unknown_presets_fail():
+    tokens = resolve_special_tokens("selfrag")
+    assert len(tokens) == 15 and tokens == list(REFLECTION_TOKENS)
+    assert "[Continue to Use Evidence]" in tokens and "</paragraph>" in tokens
+    with pytest.raises(ValueError, match="selfrag"):
+        SFTParams(special_tokens="self-rag")
+    assert SFTParams(special_tokens=["[A]"]).special_tokens == ["[A]"]
+
+
+def test_each_passage_is_masked_on_its_own_and_the_sentence_between_is_trained():
+    tok = make_tokenizer()
+    add_special_tokens(tok, resolve_special_tokens("selfrag"))
+    msgs = [{"role": "user", "content": "tell me about it"}, {"role": "assistant", "content": ANSWER}]
+    ids, labels, _ = tokenize_messages(tok, msgs, 128, MaskSpans((("<paragraph>", "</paragraph>"),)))
+    tokens = tok.convert_ids_to_tokens(ids)
+    # written out by hand: the word-level tokenizer splits on spaces; every reflection token is one token
+    assert tokens == [
+        "<s>", "<|user|>", "tell", "me", "about", "it", "<|end|>", "<|assistant|>",
+        "[Retrieval]", "<paragraph>", "the", "cat", "sat", "</paragraph>", "[Relevant]", "the", "dog", "sat",
+        "[Fully supported]", "[Retrieval]", "<paragraph>", "red", "sky", "</paragraph>", "[Irrelevant]",
+        "blue", "sea", "[Utility:5]", "<|end|>",
+    ]
+    trained = [t for t, lab in zip(tokens, labels) if lab != X]
+    assert trained == [
+        "[Retrieval]", "<paragraph>", "</paragraph>", "[Relevant]", "the", "dog", "sat", "[Fully supported]",
+        "[Retrieval]", "<paragraph>", "</paragraph>", "[Irrelevant]", "blue", "sea", "[Utility:5]", "<|end|>",
+    ]
+    # compat: reference masks from the first opening to the last closing marker, the sentence included
+    _, ref_labels, _ = tokenize_messages(tok, msgs, 128, MaskSpans((("<paragraph>", "</paragraph>"),), whole=True))
+    assert [t for t, lab in zip(tokens, ref_labels) if lab != X] == [
+        "[Retrieval]", "<paragraph>", "</paragraph>", "[Irrelevant]", "blue", "sea", "[Utility:5]", "<|end|>",
+    ]
+
+
+def test_an_unclosed_passage_is_masked_to_the_end():
+    text = "a<p>b</p>c<p>d"
+    assert [text[a:b] for a, b in passage_char_spans(text, [("<p>", "</p>")])] == ["b", "d"]
+    assert passage_char_spans("no passage", [("<p>", "</p>")]) == []
+
+
+def test_reflection_tokens_are_single_tokens_after_training_and_their_rows_train_under_lora(tmp_path, tiny_folder):  # noqa: F811
+    records = [chat("tell me about it", ANSWER, i) for i in range(2)]
+    p = SFTParams(lora={"r": 4, "alpha": 8, "dropout": 0.0}, learning_rate=5e-2, max_steps=2, warmup_ratio=0,
+                  max_length=96, lr_scheduler="constant", special_tokens="selfrag",
+                  mask_spans=[("<paragraph>", "</paragraph>")])
+    comp, ctx, out = run(p, records, tiny_folder, tmp_path)
+    model_dir = ctx.artifact_dir / "model"
+    base_tok = make_tokenizer()
+    tok = load_tokenizer(model_dir)
+    assert len(tok) == len(base_tok) + 15
+    for t in REFLECTION_TOKENS:
+        assert len(tok(t, add_special_tokens=False)["input_ids"]) == 1, t
+    ids = tok.convert_tokens_to_ids(list(REFLECTION_TOKENS))
+    assert sorted(ids) == list(range(len(base_tok), len(base_tok) + 15))
+
+    base = load_weights(tiny_folder, dtype="float32")
+    old_in = base.get_input_embeddings().weight.detach()
+    old_out = base.get_output_embeddings().weight.detach()
+    trained = load_weights(model_dir, dtype="float32")  # the adapter merged into the grown base
+    new_in = trained.get_input_embeddings().weight.detach()
+    new_out = trained.get_output_embeddings().weight.detach()
+    assert new_in.shape[0] == len(tok) and new_out.shape[0] == len(tok)
+    # mean initialisation: a token absent from the data keeps the mean of the old input rows ...
+    mean_in, mean_out = old_in.mean(dim=0), old_out.mean(dim=0)
+    unseen = tok.convert_tokens_to_ids("[No Retrieval]")
+    assert torch.allclose(new_in[unseen], mean_in, atol=1e-6)
+    # ... while the input rows of the tokens in the data, and their output rows (untied here), trained
+    seen = [t for t in REFLECTION_TOKENS if t in ANSWER]
+    assert len(seen) == 7
+    for t in seen:
+        i = tok.convert_tokens_to_ids(t)
+        assert not torch.allclose(new_in[i], mean_in, atol=1e-4), t
+        assert not torch.allclose(new_out[i], mean_out, atol=1e-4), t
+    # only the listed rows: the old vocabulary's embeddings are untouched
+    assert torch.equal(new_in[: len(base_tok)], old_in)
+    saved = load_file(str(model_dir / "adapter_model.safetensors"))
+    assert any("trainable_tokens" in k for k in saved), sorted(saved)[:5]
