@@ -215,6 +215,8 @@ class PassageIndex:
         if vectors.shape[1] != self.meta["dim"]:
             raise ValueError(f"query vectors have {vectors.shape[1]} dimensions, the index {self.meta['dim']}")
         matches = self._dense_index().search(vectors, min(n, len(self)), exact=exact)
+        if not hasattr(matches, "counts"):  # usearch answers a single query with Matches, not BatchMatches
+            return [[(int(key), 1.0 - float(d)) for key, d in zip(matches.keys, matches.distances)]]
         out = []
         for i in range(len(queries)):
             count = int(matches.counts[i])

@@ -35,18 +35,17 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from components.selfrag.labels import (
+from components.selfrag_tokens import (
     CONTINUE,
     FULLY,
     IRRELEVANT,
     NO_RETRIEVAL,
     NO_SUPPORT,
-    PARAGRAPH_CLOSE,
-    PARAGRAPH_OPEN,
     PARTIALLY,
     RELEVANT,
     RETRIEVAL,
     UTILITY,
+    passage_block,
 )
 
 
@@ -103,8 +102,9 @@ def passage_text(passage: dict) -> str:
 
 
 def paragraph(passage: dict) -> str:
-    """A passage as the generator sees it: ``<paragraph>{title}\\n{text}</paragraph>``."""
-    return f"{PARAGRAPH_OPEN}{passage_text(passage)}{PARAGRAPH_CLOSE}"
+    """A passage as the generator sees it, and as ``decode.selfrag`` shows it:
+    ``<paragraph>{title}\\n{text}</paragraph>``."""
+    return passage_block(str(passage.get("title") or ""), str(passage["text"]))
 
 
 def segment_text(segment: Segment) -> str:

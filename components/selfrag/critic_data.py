@@ -12,7 +12,8 @@ from components.base import Context, Estimate, Fields, ModelSlot, Params, WholeC
 from components.selfrag.ask import CriticAskParams, ask_labels
 from components.selfrag.assemble import passage_text
 from components.selfrag.critic_prompts import EXAMPLES, INSTRUCTIONS, question_input, user_message
-from components.selfrag.labels import ASPECTS, RELEVANT
+from components.selfrag.labels import ASPECTS
+from components.selfrag_tokens import RELEVANT, user_content
 from components.text import split_sentences
 
 Aspect = Literal["retrieval", "multi_retrieval", "relevance", "support", "utility"]
@@ -178,8 +179,7 @@ class CriticData(WholeComponent):
 
 def _instruction(pair: dict) -> str:
     """The task as the critic sees it: the instruction, and its input when the pair has one."""
-    extra = str(pair.get("input") or "").strip()
-    return f"{pair['instruction']}\n{extra}" if extra else str(pair["instruction"])
+    return user_content(str(pair["instruction"]), str(pair.get("input") or "").strip() or None)
 
 
 def _cap_per_aspect(questions: list[dict], cap: int, rng: random.Random) -> list[dict]:

@@ -19,6 +19,7 @@ Passage: len(s) returns the number of items.
 from __future__ import annotations
 
 from components.selfrag.labels import ASPECT_LABELS
+from components.selfrag_tokens import user_content
 
 INSTRUCTIONS: dict[str, str] = {
     "retrieval": (
@@ -137,7 +138,7 @@ def question_input(aspect: str, item: dict) -> str:
 
 def user_message(aspect: str, item: dict) -> str:
     """The critic's question: the aspect's instruction, then the item after ``### Input:``."""
-    return f"{INSTRUCTIONS[aspect]}\n\n### Input:\n{question_input(aspect, item)}"
+    return user_content(INSTRUCTIONS[aspect], question_input(aspect, item))
 
 
 def conversation(aspect: str, item: dict, few_shot: bool = False) -> list[dict]:

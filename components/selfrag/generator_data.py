@@ -21,7 +21,7 @@ from components.selfrag.assemble import (
     passage_text,
 )
 from components.selfrag.critic_prompts import INSTRUCTIONS
-from components.selfrag.labels import CONTINUE, NO_RETRIEVAL, RELEVANT, RETRIEVAL, UTILITY
+from components.selfrag_tokens import CONTINUE, NO_RETRIEVAL, RELEVANT, RETRIEVAL, UTILITY, user_content
 from components.text import split_sentences
 
 
@@ -222,8 +222,7 @@ class _State:
     @classmethod
     def start(cls, record: dict, p: GeneratorDataParams, seed: int) -> _State:
         output = map_verdict_answer(str(record["output"]))
-        extra = str(record.get("input") or "").strip()
-        instruction = f"{record['instruction']}\n{extra}" if extra else str(record["instruction"])
+        instruction = user_content(str(record["instruction"]), str(record.get("input") or "").strip() or None)
         sentences = [x["content"] for x in split_sentences(output)] or [output]
         if len(sentences) > p.max_sentences:  # the tail joins the last rated sentence
             sentences = sentences[: p.max_sentences - 1] + [" ".join(sentences[p.max_sentences - 1:])]

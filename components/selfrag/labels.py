@@ -1,21 +1,19 @@
-"""The reflection-token label strings of Self-RAG (§5.1), grouped by the critic aspect that emits them.
-
-The critic predicts these strings as plain text; the generator learns them as added special tokens.
-"""
+"""The critic's label sets: which reflection tokens (``components.selfrag_tokens``, spec §5.1) each critic
+aspect answers with. The critic predicts them as plain text; the generator learns them as added tokens."""
 
 from __future__ import annotations
 
-RETRIEVAL = "[Retrieval]"
-NO_RETRIEVAL = "[No Retrieval]"
-CONTINUE = "[Continue to Use Evidence]"
-RELEVANT = "[Relevant]"
-IRRELEVANT = "[Irrelevant]"
-FULLY = "[Fully supported]"
-PARTIALLY = "[Partially supported]"
-NO_SUPPORT = "[No support / Contradictory]"
-UTILITY = tuple(f"[Utility:{k}]" for k in range(1, 6))
-PARAGRAPH_OPEN = "<paragraph>"
-PARAGRAPH_CLOSE = "</paragraph>"
+from components.selfrag_tokens import (
+    CONTINUE,
+    FULLY,
+    IRRELEVANT,
+    NO_RETRIEVAL,
+    NO_SUPPORT,
+    PARTIALLY,
+    RELEVANT,
+    RETRIEVAL,
+    UTILITY,
+)
 
 # aspect -> the labels the critic may answer, in the order its prompt lists them
 ASPECT_LABELS: dict[str, tuple[str, ...]] = {

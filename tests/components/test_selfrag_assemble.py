@@ -94,7 +94,7 @@ def test_output_text_of_every_segment_kind():
     assert output_text(segments, "[Utility:4]") == (
         "[Retrieval]<paragraph>pass\npass is a null operation.</paragraph>[Relevant]pass does nothing."
         "[Fully supported][Continue to Use Evidence]It is a placeholder."
-        "[Retrieval]<paragraph>Unrelated text.</paragraph>[Irrelevant]Odd.[No Retrieval]Thanks.[Utility:4]")
+        "[Retrieval]<paragraph>\nUnrelated text.</paragraph>[Irrelevant]Odd.[No Retrieval]Thanks.[Utility:4]")
     with pytest.raises(ValueError):
         output_text(segments, "[Utility:6]")
 

@@ -170,3 +170,14 @@ def test_each_sentence_searches_the_index_in_process(tmp_path):
         "The pass statement does nothing.[Fully supported]"
         "[Retrieval]<paragraph>Integers\nInteger literals have no length limit.</paragraph>[Relevant]"
         "Integer literals have no length limit.[Fully supported][Utility:5]")
+
+
+def test_dense_search_of_a_single_query(tmp_path):
+    # usearch answers one query with a different result type than a batch
+    from components.retrievers import build_index, open_index
+    from tests.fakes import BagOfWordsEmbedder
+
+    corpus = [{"id": str(i), "title": "", "text": f"word{i} shared"} for i in range(12)]
+    build_index(corpus, tmp_path / "ix", BagOfWordsEmbedder())
+    (hits,) = open_index(tmp_path / "ix", BagOfWordsEmbedder()).search(["word3 shared"], 1, "dense", exact=True)
+    assert [h["id"] for h in hits] == ["3"]

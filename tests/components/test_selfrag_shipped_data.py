@@ -21,18 +21,18 @@ def _norm(text: str) -> str:
 
 def test_questions_are_well_formed():
     items = read_jsonl(DATA / "questions.jsonl")
-    assert Counter(r["task"] for r in items) == {"open": 22, "multiple_choice": 14, "true_false": 14}
+    assert Counter(r["task_type"] for r in items) == {"open": 22, "multiple_choice": 14, "true_false": 14}
     assert len({r["id"] for r in items}) == len(items)
     for r in items:
         assert r["question"].strip() and r["answers"] and all(isinstance(a, str) and a for a in r["answers"])
-        if r["task"] == "multiple_choice":
+        if r["task_type"] == "multiple_choice":
             assert r["choices"]["label"] == ["A", "B", "C", "D"] and len(r["choices"]["text"]) == 4
             assert r["answers"] == [r["answerKey"]] and r["answerKey"] in "ABCD"
-        if r["task"] == "true_false":
+        if r["task_type"] == "true_false":
             assert r["answers"] in (["true"], ["false"])
     # both verdicts and every answer letter occur
-    assert {r["answers"][0] for r in items if r["task"] == "true_false"} == {"true", "false"}
-    assert {r["answerKey"] for r in items if r["task"] == "multiple_choice"} == set("ABCD")
+    assert {r["answers"][0] for r in items if r["task_type"] == "true_false"} == {"true", "false"}
+    assert {r["answerKey"] for r in items if r["task_type"] == "multiple_choice"} == set("ABCD")
 
 
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the quotes are from Python 3.11's doc topics")
