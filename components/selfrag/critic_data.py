@@ -117,8 +117,10 @@ class CriticData(WholeComponent):
         labeler = ctx.model("labeler")
         labelled: list[dict] = []
         unlabelled = 0
-        for start in range(0, len(questions), p.batch_size):
-            chunk = questions[start:start + p.batch_size]
+        # one aspect per batch: its questions share a label set, so a batch is one request to the model
+        order = sorted(questions, key=lambda q: ASPECTS.index(q["task"]))
+        for start in range(0, len(order), p.batch_size):
+            chunk = order[start:start + p.batch_size]
             labels = ask_labels(labeler, [(q["task"], q["item"], None) for q in chunk], p, few_shot=p.few_shot)
             for q, label in zip(chunk, labels, strict=True):
                 if label is None:
