@@ -175,11 +175,12 @@ class GeneratorData(MapComponent):
                                   "target_output": st.sentences[s]}, None)
                  for st in retrieving for c, r in zip(st.candidates, rel_labels[id(st)]) if r == RELEVANT]
         sup = iter(ask(sup_q))
+        sup_labels = {id(st): [next(sup) if r == RELEVANT else None for r in rel_labels[id(st)]]
+                      for st in retrieving}  # every answer taken in order, also those of failed records
         for st in retrieving:
             if st.error:
                 continue
-            relevance = rel_labels[id(st)]
-            support = [next(sup) if r == RELEVANT else None for r in relevance]
+            relevance, support = rel_labels[id(st)], sup_labels[id(st)]
             choice = choose_passage(relevance, support, st.rng, partial_prob=p.partial_prob,
                                     no_support_prob=p.no_support_prob)
             if choice is None:

@@ -181,3 +181,22 @@ def test_dense_search_of_a_single_query(tmp_path):
     build_index(corpus, tmp_path / "ix", BagOfWordsEmbedder())
     (hits,) = open_index(tmp_path / "ix", BagOfWordsEmbedder()).search(["word3 shared"], 1, "dense", exact=True)
     assert [h["id"] for h in hits] == ["3"]
+
+
+def test_a_failed_record_does_not_shift_the_next_records_labels(tmp_path):
+    def reply(conv):
+        aspect = aspect_of(conv)
+        broken = "broken" in conv[-1]["content"]
+        if aspect == "support":
+            return "maybe" if broken else ("[Fully supported]" if "null operation" in conv[-1]["content"]
+                                           else "[Partially supported]")
+        return {"retrieval": "[Retrieval]", "utility": "[Utility:5]", "relevance": "[Relevant]"}[aspect]
+
+    comp = GeneratorData(GeneratorData.Params(tries=1))
+    ctx = FakeCtx(comp.params, models={"critic": ScriptedLLM(reply)}, tmp=tmp_path)
+    pairs = [{"id": "a", "instruction": "broken", "output": "X is y.", "passages": [P1, P2]},
+             {"id": "b", "instruction": "What does pass do?", "output": "pass does nothing.", "passages": [P1, P2]}]
+    failed, rec = comp.process(pairs, ctx)
+    assert "support" in failed.error
+    assert rec["output"] == ("[Retrieval]<paragraph>pass\npass is a null operation.</paragraph>[Relevant]"
+                             "pass does nothing.[Fully supported][Utility:5]")
