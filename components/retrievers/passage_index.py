@@ -55,7 +55,8 @@ class IndexSettings(BaseModel):
     k1: float = Field(1.5, ge=0, description="BM25 term-frequency saturation")
     b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation")
     embed_title: bool = Field(True, description="embed and BM25-index `title\\ntext` rather than the text alone")
-    embed_batch_size: int = Field(256, ge=1, description="passages per embedder call while building")
+    embed_batch_size: int = Field(256, ge=1, description="passages per embedder call while building",
+                                  json_schema_extra={"fingerprint": False})  # speed only
 
 
 def passage_text(passage: dict, with_title: bool = True) -> str:
@@ -215,14 +216,11 @@ class PassageIndex:
         if vectors.shape[1] != self.meta["dim"]:
             raise ValueError(f"query vectors have {vectors.shape[1]} dimensions, the index {self.meta['dim']}")
         matches = self._dense_index().search(vectors, min(n, len(self)), exact=exact)
-        if not hasattr(matches, "counts"):  # usearch answers a single query with Matches, not BatchMatches
-            return [[(int(key), 1.0 - float(d)) for key, d in zip(matches.keys, matches.distances)]]
-        out = []
-        for i in range(len(queries)):
-            count = int(matches.counts[i])
-            keys, dist = matches.keys[i][:count], matches.distances[i][:count]
-            out.append([(int(key), 1.0 - float(d)) for key, d in zip(keys, dist)])
-        return out
+        if not hasattr(matches, "counts"):  # one query: usearch answers with its matches alone
+            rows = [(matches.keys, matches.distances)]
+        else:
+            rows = [(matches.keys[i][:c], matches.distances[i][:c]) for i, c in enumerate(matches.counts)]
+        return [[(int(key), 1.0 - float(d)) for key, d in zip(keys, dist)] for keys, dist in rows]
 
     def _bm25_index(self) -> Any:
         with self._lock:
@@ -237,7 +235,9 @@ class PassageIndex:
             if self._dense is None:
                 from usearch.index import Index
 
-                self._dense = Index.restore(str(self.folder / "dense.usearch"), view=True)
+                dense = Index.restore(str(self.folder / "dense.usearch"), view=True)
+                dense.expansion_search = self.settings.expansion_search  # a search setting, not in the file
+                self._dense = dense
             return self._dense
 
 

@@ -134,6 +134,9 @@ class Retrieve(MapComponent):
     def output_fields(self) -> Fields | None:
         return Fields(self.params.field)
 
+    def estimate(self, n_in: dict[str, int | None]) -> Estimate:
+        return Estimate(records_out=n_in.get("queries"))
+
     def _open(self, ctx: Context) -> PassageIndex:
         with self._lock:
             if self._index is None:
