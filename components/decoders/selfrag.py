@@ -18,6 +18,7 @@ from components.decoders.selfrag_generate import (
     CLOSED_TYPES,
     MC_INSTRUCTION,
     TF_INSTRUCTION,
+    Generation,
     continue_all,
     conversation,
     first_token_logprobs,
@@ -26,13 +27,14 @@ from components.decoders.selfrag_generate import (
     task_prompt,
 )
 from components.decoders.selfrag_scores import (
+    MISSING_LOGPROB,
     aggregate_closed,
     final_score,
     postprocess,
     retrieval_ratio,
     score_candidate,
 )
-from components.selfrag_tokens import NO_RETRIEVAL
+from components.selfrag_tokens import NO_RETRIEVAL, RETRIEVAL
 
 __all__ = ["SelfRAGDecoder", "aggregate_closed", "final_score", "postprocess", "retrieval_ratio",
            "score_candidate"]
@@ -70,6 +72,10 @@ class SelfRAGParams(Params):
         "record field with the task type: open, multiple_choice or true_false (closed tasks vote)"))
     task_type: Literal["open", "multiple_choice", "true_false"] | None = Field(None, description=(
         "the task type of every record, instead of reading task_field (paper task files carry none)"))
+    compat: Literal["default", "reference"] = Field("default", description=(
+        "reference: reproduce the reference scripts' numbers — the short-form adaptive ratio on raw "
+        "log-probabilities, and long-form segments scored with w = (1, 1, 0.5), no sequence score and a "
+        "utility term of 0"))
 
 
 class SelfRAGDecoder(MapComponent):
@@ -87,7 +93,8 @@ class SelfRAGDecoder(MapComponent):
     short-form script uses raw log-probabilities); open-task answers are post-processed (the reference
     returns the raw candidate, reflection tokens included); ``[Continue to Use Evidence]`` is removed too;
     one passage with ``always`` works (the reference crashes); long form uses the params' weights and
-    sequence-score flag and computes the utility term (see ``selfrag_beam``).
+    sequence-score flag and computes the utility term (see ``selfrag_beam``). ``compat: reference`` brings
+    back the reference's adaptive ratio on log-probabilities (short form) and its long-form segment score.
 
     The model must be a local one with the reflection tokens in its vocabulary (a ``train.sft`` output with
     ``special_tokens: selfrag``, or ``selfrag-llama2-7b``): the scores need the tokens' log-probabilities.
@@ -121,8 +128,14 @@ class SelfRAGDecoder(MapComponent):
         p = self.params
         return p.w_use if p.w_use is not None else (1.0 if p.form == "short" else 0.5)
 
+    def _retrieve(self, ratio: float | None) -> bool:
+        p = self.params
+        return p.mode == "always" or (p.mode == "adaptive" and ratio is not None and ratio > p.threshold)
+
     def _score(self, scores: dict) -> float:
         p = self.params
+        if p.compat == "reference" and p.form == "long":
+            return final_score({**scores, "utility": 0.0}, w_rel=1.0, w_sup=1.0, w_use=0.5, use_seqscore=False)
         return final_score(scores, w_rel=p.w_rel, w_sup=p.w_sup, w_use=self._w_use(), use_seqscore=p.use_seqscore)
 
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
@@ -132,33 +145,39 @@ class SelfRAGDecoder(MapComponent):
         passages = [passages_of(r, p.passages_field, p.ndocs) for r in batch]
         ratios: list[Any] = [None] * len(batch)
         if p.mode == "adaptive":
-            ratios = [x if isinstance(x, str) else retrieval_ratio(x) for x in first_token_logprobs(llm, users)]
+            ratio = reference_ratio if p.compat == "reference" and p.form == "short" else retrieval_ratio
+            ratios = [x if isinstance(x, str) else ratio(x) for x in first_token_logprobs(llm, users)]
+        # every short-form candidate and no-retrieval answer of the batch goes to the generator in one call
+        convs: list[list[dict]] = []
+        spans: list[tuple[int, int] | None] = []
+        for user, docs, ratio in zip(users, passages, ratios):
+            if isinstance(ratio, str) or (self._retrieve(ratio) and docs and p.form == "long"):
+                spans.append(None)
+                continue
+            prefixes = [retrieval_prefix(d) for d in docs] if self._retrieve(ratio) and docs else [NO_RETRIEVAL]
+            spans.append((len(convs), len(prefixes)))
+            convs += [conversation(user, prefix) for prefix in prefixes]
+        gens = continue_all(llm, convs, p.max_new_tokens)
         out: list[Out] = []
-        for record, user, docs, ratio in zip(batch, users, passages, ratios):
+        for record, user, docs, ratio, span in zip(batch, users, passages, ratios, spans):
             if isinstance(ratio, str):
                 out.append(Failed(f"generation failed: {ratio}"))
                 continue
-            retrieve = p.mode == "always" or (p.mode == "adaptive" and ratio > p.threshold)
+            retrieve = self._retrieve(ratio)
             base = {**record, "mode": p.mode, "retrieve": retrieve, "retrieval_ratio": ratio}
             try:
-                if retrieve and docs:
-                    fields = self._long(llm, user, docs) if p.form == "long" else self._short(llm, record, user, docs)
+                if span is None:
+                    fields = self._long(llm, user, docs)
                 else:
-                    fields = self._no_retrieval(llm, user)
+                    mine = gens[span[0]:span[0] + span[1]]
+                    fields = self._short(record, docs, mine) if retrieve and docs else _no_retrieval(mine[0])
             except RuntimeError as exc:
                 out.append(Failed(str(exc)))
                 continue
             out.append({**base, **fields})
         return out
 
-    def _no_retrieval(self, llm: Any, user: str) -> dict:
-        gen = continue_all(llm, [conversation(user, NO_RETRIEVAL)], self.params.max_new_tokens)[0]
-        if gen.error is not None:
-            raise RuntimeError(f"generation failed: {gen.error}")
-        return {"prediction": _answer(gen.text), "passages_used": [], "candidates": []}
-
-    def _short(self, llm: Any, record: dict, user: str, docs: list[dict]) -> dict:
-        gens = continue_all(llm, [conversation(user, retrieval_prefix(d)) for d in docs], self.params.max_new_tokens)
+    def _short(self, record: dict, docs: list[dict], gens: list[Generation]) -> dict:
         candidates = []
         for doc, gen in zip(docs, gens):
             if gen.error is not None:
@@ -180,7 +199,7 @@ class SelfRAGDecoder(MapComponent):
         path, nodes = beam_search(llm, user, docs, score=self._score, max_depth=p.max_depth,
                                   beam_width=p.beam_width, threshold=p.threshold, max_new_tokens=p.max_new_tokens)
         if not path:
-            return self._no_retrieval(llm, user)
+            return _no_retrieval(continue_all(llm, [conversation(user, NO_RETRIEVAL)], p.max_new_tokens)[0])
         answer, cited = cited_answer(path)
         candidates = [{"node": n.id, "parent": n.parent, "depth": n.depth, "passage_id": n.passage["id"],
                        "title": n.passage["title"], "text": n.pred, **n.scores, "segment_score": n.segment_score,
@@ -194,6 +213,42 @@ class SelfRAGDecoder(MapComponent):
         return {"records": n, "mode": self.params.mode, "form": self.params.form,
                 "retrieval_frequency": retrieved / n if n else 0.0,
                 "candidates_per_record": sum(len(r.get("candidates", [])) for r in records) / n if n else 0.0}
+
+    def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
+        if not records or not metrics:
+            return None
+        lines = [f"Self-RAG decoding ({metrics['form']} form, {metrics['mode']}): retrieval on "
+                 f"{metrics['retrieval_frequency']:.0%} of {metrics['records']} records."]
+        example = next((r for r in records if r.get("candidates")), None)
+        if example is not None:
+            question = str(example.get(self.params.question_field, ""))[:120]
+            lines += ["", f"Candidates for: {question} → {example['prediction'][:120]}", "", _example_table(example)]
+        return "\n".join(lines) + "\n"
+
+
+def reference_ratio(logprobs: dict[str, float]) -> float:
+    """The reference short-form script's ratio: the raw log-probabilities of [Retrieval] and [No Retrieval]
+    divided (a missing one counts as −100), which grows as p([Retrieval]) falls (``compat: reference``)."""
+    ret = logprobs.get(RETRIEVAL, MISSING_LOGPROB)
+    no = logprobs.get(NO_RETRIEVAL, MISSING_LOGPROB)
+    return ret / (ret + no) if ret + no != 0 else 0.0
+
+
+def _example_table(record: dict) -> str:
+    """One record's candidates with their scores, as a markdown table."""
+    rows = ["| passage | relevance | support | utility | seq score | score | text |", "|---|---|---|---|---|---|---|"]
+    for c in record.get("candidates", [])[:10]:
+        text = postprocess(str(c.get("text", ""))).replace("|", "\\|")[:80]
+        rows.append(f"| {c.get('title') or c.get('passage_id')} | {c['relevance']:.3f} | {c['grounding']:.3f} | "
+                    f"{c['utility']:.3f} | {c['seq_score']:.3f} | {c['score']:.3f} | {text} |")
+    return "\n".join(rows)
+
+
+def _no_retrieval(gen: Generation) -> dict:
+    """The answer continued from ``prompt + [No Retrieval]``."""
+    if gen.error is not None:
+        raise RuntimeError(f"generation failed: {gen.error}")
+    return {"prediction": _answer(gen.text), "passages_used": [], "candidates": []}
 
 
 def _answer(text: str) -> str:

@@ -70,7 +70,7 @@ def score_candidate(
     >>> s["relevance"], s["grounding"], s["utility"], round(s["seq_score"], 4)
     (0.5, 0.0, 0.0, 0.3679)
     """
-    first = _at(top_logprobs, 0) if tokens or top_logprobs else None
+    first = _at(top_logprobs, 0)
     p_rel, p_irr = _prob(first, RELEVANT), _prob(first, IRRELEVANT)
     relevance = p_rel / (p_rel + p_irr)
 

@@ -72,6 +72,23 @@ def true_false_prediction(prediction: str) -> str:
     return prediction
 
 
+_LETTER = re.compile(r"\b([A-J])\b")
+_TRUTH = re.compile(r"\b(true|false)\b", re.IGNORECASE)
+
+
+def closed_answer(prediction: str, task: str) -> str | None:
+    """The label a closed-task prediction gives: the first standalone option letter A–J (multiple choice)
+    or the first "true" / "false" word, lower-cased (true/false); None when there is none.
+
+    >>> closed_answer("B: it loops", "multiple_choice"), closed_answer("It is False.", "true_false")
+    ('B', 'false')
+    """
+    found = (_LETTER if task == "multiple_choice" else _TRUTH).search(prediction)
+    if found is None:
+        return None
+    return found.group(1) if task == "multiple_choice" else found.group(1).lower()
+
+
 class QAParams(Params):
     prediction_field: str = Field("prediction", description="record field with the predicted answer")
     gold_field: str = Field("answers", description=(
@@ -87,7 +104,8 @@ class QAJudge(MapComponent):
     """Scores short answers against gold answers (no model): per record ``match`` (the reference's
     case-sensitive substring test, which for a one-letter gold such as ARC's "A" matches any capital A),
     ``em`` and ``f1`` (SQuAD-normalised, best over the gold answers) and, for closed tasks, ``accuracy``
-    (the normalised prediction equals the gold label; FEVER's SUPPORTS / REFUTES read as true / false).
+    (the first option letter, or the first true / false word, of the prediction is the gold label; FEVER's
+    SUPPORTS / REFUTES read as true / false first).
 
     Metrics per group (``mode``) and task: ``n``, ``match`` (the reference's "accuracy" is its mean × 100),
     ``em``, ``f1``, ``accuracy`` (closed tasks) and ``retrieval_frequency`` (share of records whose
@@ -122,7 +140,8 @@ class QAJudge(MapComponent):
             scored: dict[str, Any] = {"task_type": task, "match": match(prediction, golds),
                                       "em": exact_match(prediction, golds), "f1": f1_score(prediction, golds)}
             if task in CLOSED_TYPES:
-                scored["accuracy"] = exact_match(prediction.strip(), golds)
+                label = closed_answer(prediction, task)
+                scored["accuracy"] = int(label is not None and any(label == g.strip() for g in golds))
             out.append({**record, **scored})
         return out
 

@@ -139,6 +139,17 @@ def test_vllm_asks_for_the_whole_vocabulary_and_keeps_the_tracked_tokens():
     assert res.logprobs[0].tracked == {"[Relevant]": -0.2, "[Irrelevant]": -1.8}
     assert res.logprobs[1].tracked == {"[Relevant]": -4.0}  # [Irrelevant] not returned there: left out
     assert res.logprobs[0].top == {}  # no top-k asked for
+    two = SimpleNamespace(prompt_token_ids=[1], outputs=[
+        SimpleNamespace(text="a", token_ids=[7], finish_reason="stop", cumulative_logprob=-1.0,
+                        logprobs=[{7: lp(-1.0, "a"), 30: lp(-2.0, "[Relevant]")}]),
+        SimpleNamespace(text="[Relevant]", token_ids=[30], finish_reason="length", cumulative_logprob=-0.25,
+                        logprobs=[{30: lp(-0.25, "[Relevant]"), 31: lp(-3.0, "[Irrelevant]")}])])
+    both = chat_result(two, s.model_copy(update={"n": 2, "temperature": 1.0}), decode=str,
+                       wanted={"[Relevant]": 30, "[Irrelevant]": 31})
+    assert [c.cumulative_logprob for c in both.choices] == [-1.0, -0.25]
+    assert [c.logprobs[0].tracked for c in both.choices] == [{"[Relevant]": -2.0},
+                                                             {"[Relevant]": -0.25, "[Irrelevant]": -3.0}]
+    assert both.cumulative_logprob == -1.0
 
 
 def test_sampling_without_tracked_tokens_dumps_as_before():
@@ -152,3 +163,28 @@ def test_the_openai_backend_refuses_tracked_tokens():
     llm = OpenAILLM.__new__(OpenAILLM)
     with pytest.raises(ValueError, match="local model"):
         llm.chat([CONV], Sampling(logprob_tokens=["[Retrieval]"]))
+
+
+def test_decode_selfrag_scores_candidates_from_the_model_distribution(reflection_llama):
+    """decode.selfrag on the transformers backend: a candidate's relevance is the model's own
+    p([Relevant]) / (p([Relevant]) + p([Irrelevant])) right after the inserted passage."""
+    import math
+
+    from components.decoders.selfrag import SelfRAGDecoder, SelfRAGParams
+    from tests.fakes import FakeCtx
+
+    llm = make_llm(reflection_llama)
+    tok = llm.tokenizer()
+    passages = [{"id": "p1", "title": "x", "text": "citations point"}, {"id": "p2", "title": "y", "text": "fox"}]
+    params = SelfRAGParams(mode="always", max_new_tokens=3)
+    [out] = SelfRAGDecoder(params).process([{"question": "the quick brown fox", "passages": passages}],
+                                           FakeCtx(params=params, models={"generator": llm}))
+    assert out["retrieve"] is True and [c["passage_id"] for c in out["candidates"]] == ["p1", "p2"]
+    for passage, cand in zip(passages, out["candidates"]):
+        prefix = f"[Retrieval]<paragraph>{passage['title']}\n{passage['text']}</paragraph>"
+        ids = llm._prompt_ids([{"role": "user", "content": "the quick brown fox"},
+                               {"role": "assistant", "content": prefix}])
+        row = forward_logprobs(llm, ids)[-1]
+        p_rel = math.exp(float(row[tok.convert_tokens_to_ids("[Relevant]")]))
+        p_irr = math.exp(float(row[tok.convert_tokens_to_ids("[Irrelevant]")]))
+        assert cand["relevance"] == pytest.approx(p_rel / (p_rel + p_irr), abs=1e-4)

@@ -31,7 +31,8 @@ def test_metrics_per_mode_and_task():
     recs = [
         {"mode": "always", "task_type": "open", "prediction": "It is Paris", "answers": ["Paris"], "retrieve": True},
         {"mode": "always", "task_type": "open", "prediction": "paris", "answers": ["Paris"], "retrieve": True},
-        {"mode": "always", "task_type": "multiple_choice", "prediction": "B", "answerKey": "B", "retrieve": True},
+        {"mode": "always", "task_type": "multiple_choice", "prediction": "B: it loops", "answerKey": "B",
+         "retrieve": True},
         {"mode": "always", "task_type": "true_false", "prediction": "SUPPORTS", "answers": "true", "retrieve": True},
         {"mode": "never", "task_type": "open", "prediction": "Lyon", "answers": ["Paris"], "retrieve": False},
         {"mode": "never", "task_type": "true_false", "prediction": "false", "answers": ["true"], "retrieve": False},
@@ -40,14 +41,24 @@ def test_metrics_per_mode_and_task():
     ctx = FakeCtx(params=comp.params)
     out = comp.process(recs, ctx)
     assert [r["match"] for r in out] == [1, 0, 1, 1, 0, 0]
-    assert [r["em"] for r in out] == [0, 1, 1, 1, 0, 0]
+    assert [r["em"] for r in out] == [0, 1, 0, 1, 0, 0]
     assert [r.get("accuracy") for r in out] == [None, None, 1, 1, None, 0]
     m = comp.summarize(out, ctx)
     always, never = m["groups"]["always"], m["groups"]["never"]
     assert always["open"]["match"] == 0.5 and always["open"]["em"] == 0.5 and always["open"]["n"] == 2
     # F1: "it is paris" vs "paris": precision 1/3, recall 1 -> 0.5; "paris": 1
     assert always["open"]["f1"] == pytest.approx(0.75)
+    # accuracy reads the option letter / truth word: "B: it loops" -> B, SUPPORTS -> true
     assert always["all"]["accuracy"] == 1.0 and always["all"]["retrieval_frequency"] == 1.0
     assert never["all"]["retrieval_frequency"] == 0.0 and never["true_false"]["accuracy"] == 0.0
     report = comp.report(out, m, ctx)
     assert "| open | match | 0.500 | 0.000 |" in report
+
+
+def test_closed_answers_read_the_first_letter_or_truth_word():
+    from components.judges.qa import closed_answer
+
+    assert closed_answer("The answer is C.", "multiple_choice") == "C"
+    assert closed_answer("no letter here", "multiple_choice") is None
+    assert closed_answer("TRUE, as stated", "true_false") == "true"
+    assert closed_answer("untrue", "true_false") is None

@@ -233,3 +233,33 @@ def test_no_retrieval_inside_a_segment_becomes_retrieval_when_the_ratio_says_so(
     # (0.2 + 0.1) / (0.2 + 0.7) = 0.333 > 0.3; (0.05 + 0.05) / 0.95 = 0.105 < 0.3
     assert rewrite_no_retrieval(gen, 0.3) == "a[Retrieval]b[No Retrieval]c"
     assert rewrite_no_retrieval(gen, 0.5) == gen.text
+
+
+def test_summary_and_report_show_the_retrieval_frequency_and_an_example():
+    by_passage = {"alpha": steps((REL, {REL: 0.9, IRR: 0.1}), "Rome", (FULL, {FULL: 1.0}))}
+    llm = ReflectionLLM(short_script({"[Retrieval]": 0.3, "[No Retrieval]": 0.7}, by_passage))
+    records = [{"id": 1, "question": "capital?", "passages": PASSAGES[:1]},
+               {"id": 2, "question": "other?", "passages": []}]  # no passage: answered without retrieval
+    comp, out = run_stage(SelfRAGParams(mode="always"), llm, records)
+    assert [r["retrieve"] for r in out] == [True, True] and out[1]["candidates"] == []
+    metrics = comp.summarize(out, FakeCtx())
+    assert metrics["retrieval_frequency"] == 1.0 and metrics["candidates_per_record"] == 0.5
+    report = comp.report(out, metrics, FakeCtx())
+    assert "retrieval on 100% of 2 records" in report
+    assert "| T1 | 0.900 | 1.000 | 0.000 | 0.607 | 1.900 | Rome |" in report
+
+
+def test_compat_reference_decides_on_log_probabilities_and_scores_long_form_segments_as_the_reference():
+    by_passage = {"alpha": steps((REL, {REL: 0.9, IRR: 0.1}), "Rome", (FULL, {FULL: 1.0}))}
+    # p([Retrieval]) = 0.1: ln 0.1 / (ln 0.1 + ln 0.3) = 0.657 > 0.5 retrieves under the reference's ratio
+    llm = ReflectionLLM(short_script({"[Retrieval]": 0.1, "[No Retrieval]": 0.3}, by_passage))
+    record = {"question": "q", "passages": PASSAGES[:1]}
+    _, [ours] = run_stage(SelfRAGParams(threshold=0.5), llm, [record])
+    _, [ref] = run_stage(SelfRAGParams(threshold=0.5, compat="reference"), llm, [record])
+    assert ours["retrieve"] is False and ours["retrieval_ratio"] == pytest.approx(0.25)
+    assert ref["retrieve"] is True and ref["retrieval_ratio"] == pytest.approx(0.6567, abs=1e-4)
+    # long form, reference: B1 = 1 + 1 + 0 (utility always 0) = 2.0 < A2's path 2.28, so A → A2
+    params = SelfRAGParams(form="long", mode="always", max_depth=3, beam_width=2, w_use=1.0, use_seqscore=True,
+                           compat="reference")
+    _, [long_ref] = run_stage(params, ReflectionLLM(long_script), [{"question": "Tell me.", "passages": PASSAGES[:2]}])
+    assert long_ref["prediction"] == "Alpha is first [1]. A two [2]."

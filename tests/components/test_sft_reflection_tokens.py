@@ -98,3 +98,28 @@ def test_reflection_tokens_are_single_tokens_after_training_and_their_rows_train
     assert torch.equal(new_in[: len(base_tok)], old_in)
     saved = load_file(str(model_dir / "adapter_model.safetensors"))
     assert any("trainable_tokens" in k for k in saved), sorted(saved)[:5]
+
+
+def test_tied_embeddings_train_the_new_rows_once_for_input_and_output(tmp_path):
+    """SmolLM2 ties its output layer to the input embeddings: the new rows train there and stay tied."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path / "tied"
+    tok = make_tokenizer()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    LlamaForCausalLM(cfg).save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    p = SFTParams(lora={"r": 4, "alpha": 8, "dropout": 0.0}, learning_rate=5e-2, max_steps=2, warmup_ratio=0,
+                  max_length=96, lr_scheduler="constant", special_tokens="selfrag")
+    _, ctx, _ = run(p, [chat("tell me about it", ANSWER, i) for i in range(2)], folder, tmp_path / "run")
+    trained = load_weights(ctx.artifact_dir / "model", dtype="float32")
+    base = load_weights(folder, dtype="float32")
+    emb, head = trained.get_input_embeddings().weight, trained.get_output_embeddings().weight
+    assert torch.equal(emb, head)
+    mean = base.get_input_embeddings().weight.detach().mean(dim=0)
+    relevant = load_tokenizer(ctx.artifact_dir / "model").convert_tokens_to_ids("[Relevant]")
+    assert not torch.allclose(emb[relevant].detach(), mean, atol=1e-4)
+    assert torch.equal(emb[: len(tok)].detach(), base.get_input_embeddings().weight.detach())
