@@ -39,6 +39,10 @@ class GeneratorDataParams(CriticAskParams):
                                      "never retrieves (reference: 0.4)")
     max_sentences: int = Field(8, ge=1, description="sentences of an output rated one by one; the rest "
                                "joins the last one")
+    first_retrieval: Literal["critic", "always"] = Field(
+        "critic", description="critic: the critic decides whether the instruction needs retrieval (the "
+        "reference); always: every output retrieves for its first sentence, the critic still deciding the "
+        "later sentences (for a critic that never answers [Retrieval], e.g. a 135M model)")
     method: Literal["dense", "bm25", "hybrid"] = Field(
         "hybrid", description="with the `index` input: how each sentence's passages are searched")
 
@@ -49,7 +53,8 @@ class GeneratorData(MapComponent):
     For each pair the critic (``critic``: a trained critic stage, or a zoo model with ``few_shot``) is
     asked, its replies held to each question's labels when ``constrained``:
 
-    1. whether the instruction needs retrieval; if not, the output is one ``[No Retrieval]`` segment;
+    1. whether the instruction needs retrieval; if not, the output is one ``[No Retrieval]`` segment
+       (``first_retrieval: always`` skips this question and retrieves for every first sentence);
     2. the utility of the whole output (``[Utility:k]``, appended at the end);
     3. otherwise sentence by sentence: the first sentence retrieves; each later one gets the multi-sentence
        question (``[Retrieval]`` / ``[No Retrieval]``, and ``[Continue to Use Evidence]`` while a relevant
@@ -125,7 +130,10 @@ class GeneratorData(MapComponent):
                     st.error = f"the critic gave no {aspect} label after {p.tries} asks"
             return labels
 
-        first = ask([(s, "retrieval", {"instruction": s.instruction}, None) for s in states])
+        if p.first_retrieval == "always":
+            first: list[str | None] = [RETRIEVAL] * len(states)
+        else:
+            first = ask([(s, "retrieval", {"instruction": s.instruction}, None) for s in states])
         use = ask([(s, "utility", {"instruction": s.instruction, "output": s.output}, None) for s in states])
         for st, retrieve, utility in zip(states, first, use, strict=True):
             st.utility = final_utility(utility or UTILITY[4], st.output)

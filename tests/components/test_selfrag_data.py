@@ -200,3 +200,17 @@ def test_a_failed_record_does_not_shift_the_next_records_labels(tmp_path):
     assert "support" in failed.error
     assert rec["output"] == ("[Retrieval]<paragraph>pass\npass is a null operation.</paragraph>[Relevant]"
                              "pass does nothing.[Fully supported][Utility:5]")
+
+
+def test_first_retrieval_always_skips_the_retrieval_question(tmp_path):
+    def reply(conv):
+        return {"retrieval": "[No Retrieval]", "utility": "[Utility:3]", "relevance": "[Relevant]",
+                "support": "[Fully supported]"}[aspect_of(conv)]
+
+    critic = ScriptedLLM(reply)
+    comp = GeneratorData(GeneratorData.Params(first_retrieval="always"))
+    ctx = FakeCtx(comp.params, models={"critic": critic}, tmp=tmp_path)
+    (rec,) = comp.process([{"id": "q", "instruction": "i", "output": "pass does nothing.", "passages": [P2]}], ctx)
+    assert rec["output"] == ("[Retrieval]<paragraph>pass\npass is a null operation.</paragraph>[Relevant]"
+                             "pass does nothing.[Fully supported][Utility:3]")
+    assert "retrieval" not in {aspect_of(c) for c, _ in critic.calls}
