@@ -43,11 +43,12 @@ class HFEmbedder(Embedder):
         return "mean"
 
     def prompts(self) -> dict[str, str]:
-        """The model's ``query`` and ``document`` prompts from its sentence-transformers config (a model
-        may call the document prompt ``passage`` or ``corpus``); empty strings where it defines none."""
+        """The model's ``query`` and ``document`` prompts from its sentence-transformers config; as
+        sentence-transformers' ``encode_document``, the first of ``document``, ``passage``, ``corpus`` the
+        config names (even when empty). Empty strings where it defines none."""
         config = self.folder / "config_sentence_transformers.json"
         found = (json.loads(config.read_text()).get("prompts") or {}) if config.is_file() else {}
-        document = next((found[k] for k in ("document", "passage", "corpus") if found.get(k)), "")
+        document = next((found[k] for k in ("document", "passage", "corpus") if k in found), "")
         return {"query": str(found.get("query") or ""), "document": str(document)}
 
     def embed_queries(self, texts: list[str]) -> Any:

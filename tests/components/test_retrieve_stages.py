@@ -156,6 +156,7 @@ def test_hf_embedder_adds_the_models_query_and_document_prompts(tmp_path, monkey
 
     (tmp_path / "config_sentence_transformers.json").write_text(
         json.dumps({"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": None}))
+    # no `document` prompt: the `passage` one, as sentence-transformers' encode_document picks it
     seen: list[list[str]] = []
     monkeypatch.setattr(HFEmbedder, "embed", lambda self, texts: seen.append(texts))
     emb = HFEmbedder(tmp_path)
