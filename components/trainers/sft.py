@@ -150,6 +150,13 @@ class SFTParams(TrackingParams):
         "default", description="reference: mask_spans masks from the first opening to the last closing marker, "
         "the text between passages included (the Self-RAG reference's masking).")
 
+    @field_validator("mask_spans")
+    @classmethod
+    def _markers_not_empty(cls, value: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        if any(not a or not b for a, b in value):
+            raise ValueError("mask_spans markers must not be empty")
+        return value
+
     @field_validator("special_tokens")
     @classmethod
     def _known_preset(cls, value: list[str] | str | None) -> list[str] | str | None:

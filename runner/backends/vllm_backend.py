@@ -37,7 +37,8 @@ def sampling_kwargs(sampling: Sampling, vocab_size: int | None = None) -> dict[s
 
     ``logprob_tokens`` asks vLLM for the logprobs of the whole vocabulary (``vocab_size`` entries; the
     engine's ``max_logprobs`` must allow it, as the Self-RAG zoo entries set) from which ``chat_result``
-    keeps the tracked tokens, and keeps special tokens in the text (the tracked ones may be special)."""
+    keeps the tracked tokens, and keeps special tokens in the text (the tracked ones may be special), with no
+    spaces added around them."""
     greedy = sampling.temperature == 0
     kwargs: dict[str, Any] = {
         "n": sampling.n,
@@ -56,6 +57,7 @@ def sampling_kwargs(sampling: Sampling, vocab_size: int | None = None) -> dict[s
             raise ValueError("logprob_tokens needs the vocabulary size")
         kwargs["logprobs"] = max(vocab_size, sampling.logprobs or 0)
         kwargs["skip_special_tokens"] = False
+        kwargs["spaces_between_special_tokens"] = False  # the text is the tokens' text, nothing added
     return kwargs
 
 

@@ -125,6 +125,7 @@ def test_vllm_asks_for_the_whole_vocabulary_and_keeps_the_tracked_tokens():
     assert sampling_kwargs(s, vocab_size=32016) == {
         "n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 4, "stop": [],
         "include_stop_str_in_output": False, "logprobs": 32016, "skip_special_tokens": False,
+        "spaces_between_special_tokens": False,
     }
     with pytest.raises(ValueError):
         sampling_kwargs(s)

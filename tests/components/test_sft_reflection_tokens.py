@@ -11,7 +11,7 @@ from components.trainers.sft import SFTParams
 from components.trainers.span_mask import passage_char_spans
 from components.trainers.special_tokens import add_special_tokens, resolve_special_tokens
 from components.trainers.tokenize import MaskSpans, tokenize_messages
-from registry.model_folder import load_tokenizer, load_weights
+from registry.model_folder import load_tokenizer, load_weights, read_trained
 from tests.components.test_sft import chat, run
 from tests.components.test_sft_tiny import make_tokenizer, one_torch_thread, tiny_folder  # noqa: F401
 
@@ -28,6 +28,8 @@ def test_preset_is_the_fifteen_reflection_tokens_and_unknown_presets_fail():
     with pytest.raises(ValueError, match="selfrag"):
         SFTParams(special_tokens="self-rag")
     assert SFTParams(special_tokens=["[A]"]).special_tokens == ["[A]"]
+    with pytest.raises(ValueError, match="empty"):
+        SFTParams(mask_spans=[["<p>", ""]])
 
 
 def test_each_passage_is_masked_on_its_own_and_the_sentence_between_is_trained():
@@ -68,6 +70,8 @@ def test_reflection_tokens_are_single_tokens_after_training_and_their_rows_train
                   mask_spans=[("<paragraph>", "</paragraph>")])
     comp, ctx, out = run(p, records, tiny_folder, tmp_path)
     model_dir = ctx.artifact_dir / "model"
+    settings = read_trained(model_dir).training.settings  # what the model card shows
+    assert settings["special_tokens"] == "selfrag" and settings["mask_spans"] == [["<paragraph>", "</paragraph>"]]
     base_tok = make_tokenizer()
     tok = load_tokenizer(model_dir)
     assert len(tok) == len(base_tok) + 15
@@ -123,3 +127,22 @@ def test_tied_embeddings_train_the_new_rows_once_for_input_and_output(tmp_path):
     relevant = load_tokenizer(ctx.artifact_dir / "model").convert_tokens_to_ids("[Relevant]")
     assert not torch.allclose(emb[relevant].detach(), mean, atol=1e-4)
     assert torch.equal(emb[: len(tok)].detach(), base.get_input_embeddings().weight.detach())
+
+
+def test_resume_after_a_kill_restores_the_trained_token_rows(tmp_path, tiny_folder):  # noqa: F811
+    from tests.components.test_sft import KillAfter, Killed
+
+    records = [chat("tell me about it", ANSWER, i) for i in range(3)]
+    p = SFTParams(lora={"r": 4, "alpha": 8, "dropout": 0.0}, learning_rate=1e-2, max_steps=3, save_steps=2,
+                  batching="naive", max_length=96, seed=5, special_tokens="selfrag",
+                  mask_spans=[("<paragraph>", "</paragraph>")])
+    _, ctx_a, out_a = run(p, records, tiny_folder, tmp_path / "a")
+    with pytest.raises(Killed):
+        run(p, records, tiny_folder, tmp_path / "b", ctx_cls=KillAfter, k=2)
+    _, ctx_b, out_b = run(p, records, tiny_folder, tmp_path / "b")
+    assert out_b == out_a
+    wa = load_file(str(ctx_a.artifact_dir / "model" / "adapter_model.safetensors"))
+    wb = load_file(str(ctx_b.artifact_dir / "model" / "adapter_model.safetensors"))
+    assert wa.keys() == wb.keys() and any("trainable_tokens" in k for k in wa)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
