@@ -69,7 +69,7 @@ def _manifest(d: Path) -> dict:
     return json.loads((d / "manifest.json").read_text())
 
 
-@pytest.mark.parametrize("name", ["quickstart", "longcite", "longalign", "longreward", "gateau"])
+@pytest.mark.parametrize("name", ["quickstart", "longcite", "longalign", "longreward", "gateau", "selfrag"])
 def test_recipe_runs_with_tiny_model_and_reruns_from_cache(name, tmp_path):
     loaded, root, dirs = _run(name, tmp_path)
     for stage in loaded.order:
@@ -122,6 +122,16 @@ def test_recipe_runs_with_tiny_model_and_reruns_from_cache(name, tmp_path):
         assert [r["rank"] for r in chosen] == [1, 2, 3]
         assert all((dirs[s] / "model" / "recipe_model.json").exists() for s in ("sft_gateau", "sft_random"))
         assert "| metric | GATEAU | random | GATEAU − random |" in report
+    if name == "selfrag":
+        from components.selfrag.labels import ASPECT_LABELS
+
+        critic_data = read_jsonl(dirs["critic_data"] / "records.jsonl")
+        assert critic_data and {r["split"] for r in critic_data} <= {"train", "dev"}
+        for r in critic_data:
+            assert r["messages"][-1]["content"] in ASPECT_LABELS[r["task"]]
+        for r in read_jsonl(dirs["generator_data"] / "records.jsonl"):
+            assert re.search(r"\[Utility:[1-5]\]$", r["output"]) and r["messages"][-1]["content"] == r["output"]
+        assert all((dirs[s] / "model" / "recipe_model.json").exists() for s in ("critic", "generator"))
 
 
 def test_lockfile_rerun_reproduces_outputs_exactly(tmp_path):
