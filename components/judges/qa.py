@@ -44,9 +44,17 @@ def normalize_answer(text: str) -> str:
 
 
 def exact_match(prediction: str, golds: list[str]) -> int:
-    """1 when the normalised prediction equals some normalised gold answer."""
+    """1 when the normalised prediction equals some normalised gold answer.
+
+    A gold answer that normalisation empties (an option letter "A" is an article to SQuAD's rules) is
+    compared as written, case and surrounding space aside, so an empty prediction does not match it.
+
+    >>> exact_match("", ["A"]), exact_match(" a ", ["A"]), exact_match("The cat", ["cat"])
+    (0, 1, 1)
+    """
     pred = normalize_answer(prediction)
-    return int(any(pred == normalize_answer(g) for g in golds))
+    return int(any(pred == normalize_answer(g) if normalize_answer(g)
+                   else prediction.strip().lower() == g.strip().lower() for g in golds))
 
 
 def f1_score(prediction: str, golds: list[str]) -> float:
