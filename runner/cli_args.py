@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stage", action="append", help="run only this stage (and what it needs); repeatable")
     sp.add_argument("--shard", metavar="I/N", help="with one --stage (a map stage whose inputs are done): process "
                     "only shard I of N of its batches; run again without --shard to merge and finish")
+    sp.add_argument("--executor", choices=["slurm", "local"], help="submit every unfinished map stage as a job "
+                    "array of --shards N jobs (submitit; `local`: processes on this machine), wait, then merge "
+                    "and run the rest here; job resources from the recipe's executor: block or executor.KEY=VALUE")
+    sp.add_argument("--shards", type=_positive, metavar="N", help="with --executor: shard jobs per map stage")
     sp.add_argument("--jobs", "-j", type=_positive, metavar="N", help="run at most N stages at once (default: "
                     "every ready stage that calls only API models, beside one other stage; 1: one at a time)")
     sp.add_argument("--verbose", "-v", action="store_true", help="log to stderr too")
