@@ -30,7 +30,7 @@ def _print_problems(err) -> None:
 def _load(args, recipe: str):
     from runner.load import load_recipe
 
-    return load_recipe(recipe, profile=args.profile, overrides=args.overrides)
+    return load_recipe(recipe, profile=args.profile, overrides=args.overrides, trust_code=args.trust_code)
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -133,7 +133,9 @@ def cmd_run(args) -> int:
         from runner.cluster.submit import run_with_executor
 
         run = partial(run_with_executor, kind=args.executor, shards=args.shards, profile=args.profile,
-                      overrides=list(args.overrides), say=lambda m: console.print(escape(m), soft_wrap=True))
+                      overrides=list(args.overrides),
+                      load_options={"trust_code": args.trust_code},
+                      say=lambda m: console.print(escape(m), soft_wrap=True))
     try:
         outcome = run(loaded, Path(args.runs_dir), console=console, progress=not args.no_progress,
                       retry_failed=args.retry_failed, publish=not args.no_publish, stages=args.stage,

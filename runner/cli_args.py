@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(they beat --profile, which beats the file)")
         sp.add_argument("--profile", "-p", help="named profile from the recipe's profiles:")
         sp.add_argument("--runs-dir", default="runs", help="where runs/<recipe>/ lives (default: ./runs)")
+        sp.add_argument("--trust-code", action="store_true", help="let a recipe that is not one of your own "
+                        "files (outside this directory, downloaded) run the code it names: module:Class "
+                        "components, plugins, trust_remote_code models")
 
     sp = sub.add_parser("run", help="validate, then run a recipe (cached, resumable)")
     recipe_opts(sp)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,17 @@ def run_shards(executor: Any, job: ShardJob, say: Callable[[str], None]) -> None
         try:
             submitted.result()
         except Exception as e:  # noqa: BLE001 - every shard is waited for, then the failures are reported
-            last = str(e).strip().splitlines()[-1:] or [type(e).__name__]
-            failed.append(f"shard {index} ({last[0]}; log: {submitted.paths.stderr})")
+            why = _last_error(str(e)) or type(e).__name__
+            failed.append(f"shard {index} ({why}; log: {submitted.paths.stderr})")
     if failed:
         raise StageFailure(job.stage, f"{len(failed)} of {job.shards} shard jobs failed: " + "; ".join(failed))
     say(f"{job.stage}: all {job.shards} shard job(s) finished")
+
+
+def _last_error(text: str) -> str | None:
+    """The last ``SomeError: message`` line of a job's traceback (submitit appends its log paths after it)."""
+    lines = [line for line in text.splitlines() if re.match(r"[A-Za-z_][\w.]*: ", line)]
+    return lines[-1] if lines else None
 
 
 def run_with_executor(loaded: LoadedRecipe, runs_dir: Path, *, kind: str, shards: int, profile: str | None,

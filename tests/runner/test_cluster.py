@@ -66,7 +66,8 @@ def test_local_executor_processes_every_record_exactly_once_across_shards(tmp_pa
     assert len(log.read_text().splitlines()) == 7 and len(count.read_text().split()) == 1
 
 
-def test_executor_and_shards_go_together(tmp_path, capsys):
+def test_executor_and_shards_go_together(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     recipe = write(tmp_path / "r.yaml", RECIPE.format(log=tmp_path / "a", count=tmp_path / "b"))
     assert main(["run", str(recipe), "--executor", "local"]) == 2
     assert main(["run", str(recipe), "--shards", "2"]) == 2
