@@ -35,9 +35,9 @@ def write_recipe(folder: Path, *, checkpointing: bool, steps: int, sequences: in
         {"role": "user", "content": f"Story {i}: summarise it. " + SENTENCE * 4},
         {"role": "assistant", "content": SENTENCE * 40}]} for i in range(sequences * steps)]
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    params = {"lora": {"r": 8, "alpha": 16, "dropout": 0.0}, "per_device_batch_size": sequences,
+    params = {"lora": {}, "per_device_batch_size": sequences,  # LoRA with its defaults (r 16, all-linear)
               "max_length": length, "gradient_checkpointing": checkpointing, "batching": "naive",
-              "max_steps": steps, "warmup_ratio": 0, "logging_steps": 1, "dtype": "float32"}
+              "max_steps": steps, "warmup_ratio": 0, "logging_steps": 1}
     path = folder / "memory.yaml"
     path.write_text(
         "recipe: sft-memory\n"
