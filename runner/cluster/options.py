@@ -5,8 +5,9 @@ Every field may come from the recipe, a profile or the command line (``executor.
 Example::
 
     >>> opts = ExecutorOptions(partition="gpu", gpus_per_node=1, time_min=120)
-    >>> sorted(executor_parameters(opts, "job").items())[:3]
-    [('gpus_per_node', 1), ('name', 'job'), ('slurm_partition', 'gpu')]
+    >>> params = executor_parameters(opts, "job")
+    >>> params["slurm_partition"], params["gpus_per_node"], params["timeout_min"]
+    ('gpu', 1, 120)
 """
 
 from __future__ import annotations
