@@ -66,12 +66,15 @@ class ModelSlot:
 
     ``kind`` is ``chat`` (an LLM through a backend), ``embed`` (a sentence embedder) or ``weights``
     (a trainer loads the weights itself). ``default`` is a zoo name used when the stage binds nothing.
+    ``local``: the component needs what only a local backend gives (the log-probabilities of given tokens,
+    ``Sampling.logprob_tokens``), so binding an API model to the slot is a recipe error.
     """
 
     kind: Literal["chat", "embed", "weights"] = "chat"
     required: bool = True
     default: str | None = None
     doc: str = ""
+    local: bool = False
 
 
 @dataclass
@@ -119,6 +122,9 @@ class Context(Protocol):
 
     def advance(self, n: int = 1, total: int | None = None) -> None: ...
 
+    def input_artifact(self, port: str) -> Path:
+        """The artifact folder (``produces_artifact``) of the stage feeding ``port``, read-only."""
+
     def save_stats(self, name: str, data: Any) -> None:
         """Keep side statistics or report data (JSON-able) under ``name``; written atomically by the
         runner into the stage folder, so ``summarize`` and the report can read them back."""
@@ -149,6 +155,11 @@ class Component:
     prompts: ClassVar[dict[str, str]] = {}
     # a trainer sets this: its ``artifact_dir/model`` can be used as a model by later stages
     produces_model: ClassVar[bool] = False
+    # a stage that builds a folder later stages open (e.g. a search index) names it here: it lives at
+    # ``artifact_dir/<name>`` and a downstream stage reads it through ``ctx.input_artifact(port)``
+    produces_artifact: ClassVar[str | None] = None
+    # input port -> the artifact folder name the upstream stage on that port must produce
+    artifact_inputs: ClassVar[dict[str, str]] = {}
     # prompt-template param -> the input port whose records fill it: ``recipe validate`` checks every
     # field a template names against the fields that port's records carry (when they are known)
     template_params: ClassVar[dict[str, str]] = {}

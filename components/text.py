@@ -72,8 +72,10 @@ def number_sentences(context: str, trained: bool = False) -> tuple[list[dict], s
     """LongCite's sentence-as-chunk view of ``context``: ``(chunks, prompt_text)``.
 
     Chunk i is ``context[start_i:start_{i+1}]``: the sentence plus the whitespace up to the next one
-    (pitfall: the trailing whitespace is part of the sentence). The first chunk starts at 0 and the last
-    ends at ``len(context)``, so the chunks tile the context. ``prompt_text`` is ``"<C0>…<C1>…"``.
+    (pitfall: the trailing whitespace is part of the sentence). As in the reference, the first chunk
+    starts where its sentence starts (whitespace before it is in no chunk) and the last ends at
+    ``len(context)``, so the chunks tile the context from the first sentence on. ``prompt_text`` is
+    ``"<C0>…<C1>…"``.
 
     >>> chunks, prompt = number_sentences("A cat. A dog.")
     >>> prompt
@@ -88,7 +90,7 @@ def sentence_tiles(context: str, sentences: list[dict]) -> list[dict]:
     """The pieces of ``number_sentences`` for sentences already split from ``context``."""
     tiles: list[dict] = []
     for i, sent in enumerate(sentences):
-        start = 0 if i == 0 else sent["start_idx"]
+        start = sent["start_idx"]
         end = sentences[i + 1]["start_idx"] if i + 1 < len(sentences) else len(context)
         tiles.append({"c_idx": sent["c_idx"], "content": context[start:end], "start_idx": start,
                       "end_idx": end})

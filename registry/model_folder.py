@@ -139,15 +139,17 @@ def config_folder(model: ResolvedModel | Path | str) -> Path:
     return folder
 
 
-def load_config(model: ResolvedModel | Path | str) -> Any:
+def load_config(model: ResolvedModel | Path | str, *, trust_remote_code: bool = False) -> Any:
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(str(config_folder(model)))
+    return AutoConfig.from_pretrained(str(config_folder(model)), **_trust(trust_remote_code))
 
 
-def load_tokenizer(model: ResolvedModel | Path | str, *, padding_side: str | None = None) -> Any:
+def load_tokenizer(model: ResolvedModel | Path | str, *, padding_side: str | None = None,
+                   trust_remote_code: bool = False) -> Any:
     """The tokenizer of a model folder (a trained folder's own; its base's if it saved none), with a
-    pad token set (the eos token when the tokenizer defines no pad token)."""
+    pad token set (the eos token when the tokenizer defines no pad token). ``trust_remote_code`` runs the
+    folder's own tokenizer code."""
     from transformers import AutoTokenizer
 
     folder = model_folder(model)
@@ -155,7 +157,7 @@ def load_tokenizer(model: ResolvedModel | Path | str, *, padding_side: str | Non
     source = folder
     if info is not None and not has_tokenizer_files(folder) and (info.base_path is not None or info.adapter):
         source = info.base_path or _adapter_base(folder, info)
-    tok = AutoTokenizer.from_pretrained(str(source))
+    tok = AutoTokenizer.from_pretrained(str(source), **_trust(trust_remote_code))
     if tok.pad_token is None:
         if tok.eos_token is not None:
             tok.pad_token = tok.eos_token
@@ -206,17 +208,21 @@ def load_causal_lm(
     dtype: Any = None,
     device: str | None = None,
     attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
 ) -> Any:
     """A causal LM in eval mode on ``device``: a plain folder as is, an adapter folder merged into its
-    base (recursively, so an adapter over a trained model works too)."""
+    base (recursively, so an adapter over a trained model works too). ``trust_remote_code`` runs the
+    folder's own model code."""
     device = resolve_device(device)
-    lm = load_weights(model, dtype=resolve_dtype(dtype, device), attn_implementation=attn_implementation)
+    lm = load_weights(model, dtype=resolve_dtype(dtype, device), attn_implementation=attn_implementation,
+                      trust_remote_code=trust_remote_code)
     lm.to(device)
     lm.eval()
     return lm
 
 
-def load_weights(model: ResolvedModel | Path | str, *, dtype: Any, attn_implementation: str | None = None) -> Any:
+def load_weights(model: ResolvedModel | Path | str, *, dtype: Any, attn_implementation: str | None = None,
+                 trust_remote_code: bool = False) -> Any:
     """The causal LM of a model folder on the CPU, as ``from_pretrained`` leaves it (an adapter folder
     merged into its base, the base's embeddings grown first when training added tokens). ``dtype``: a
     torch dtype or a name, resolved for the CPU (see ``resolve_dtype`` for a device's default)."""
@@ -226,21 +232,28 @@ def load_weights(model: ResolvedModel | Path | str, *, dtype: Any, attn_implemen
     torch_dtype = resolve_dtype(dtype)
     info = read_trained(folder)
     if info is None or not info.adapter:
-        kwargs: dict[str, Any] = {"dtype": torch_dtype}
+        kwargs: dict[str, Any] = {"dtype": torch_dtype, **_trust(trust_remote_code)}
         if attn_implementation:
             kwargs["attn_implementation"] = attn_implementation
         return AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
 
     from peft import PeftModel
 
-    base = load_weights(_adapter_base(folder, info), dtype=torch_dtype, attn_implementation=attn_implementation)
+    base = load_weights(_adapter_base(folder, info), dtype=torch_dtype, attn_implementation=attn_implementation,
+                        trust_remote_code=trust_remote_code)
     if has_tokenizer_files(folder):
         # Training may have added tokens (e.g. reflection tokens); the adapter's saved embeddings
         # then have the larger vocabulary.
+        # (Their rows come from the adapter, so how the grown rows start does not matter.)
         vocab = len(load_tokenizer(folder))
         if vocab > base.get_input_embeddings().weight.shape[0]:
-            base.resize_token_embeddings(vocab)
+            base.resize_token_embeddings(vocab, mean_resizing=False)
     return PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+
+
+def _trust(trust_remote_code: bool) -> dict[str, Any]:
+    """``from_pretrained``'s keyword, only when asked (so plain loads stay as they were)."""
+    return {"trust_remote_code": True} if trust_remote_code else {}
 
 
 def save_model_folder(folder: Path, model: Any, tokenizer: Any, info: TrainedModel,
@@ -249,7 +262,12 @@ def save_model_folder(folder: Path, model: Any, tokenizer: Any, info: TrainedMod
     folder is assembled under ``<folder>.tmp`` and renamed into place, so it is complete or absent."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)
+    kwargs: dict[str, Any] = {}
+    config = getattr(model, "peft_config", {}).get("default")
+    if getattr(config, "trainable_token_indices", None):
+        # the trained token rows are in the adapter: not the whole grown embedding matrices as well
+        kwargs["save_embedding_layers"] = False
+    model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True, **kwargs)
     (tmp / "README.md").unlink(missing_ok=True)  # peft's boilerplate card: cards are written by publish
     tokenizer.save_pretrained(str(tmp))
     write_trained(tmp, info)

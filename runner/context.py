@@ -21,7 +21,8 @@ from runner.models import ModelManager
 class StageContext:
     def __init__(self, *, stage: str, params: Params, seed: int, stage_dir: Path, bindings: dict[str, Binding],
                  models: ModelManager, inputs: dict[str, list[dict]], meter: Meter,
-                 on_advance: Callable[[int, int | None], None] | None = None, journal: Path | None = None) -> None:
+                 on_advance: Callable[[int, int | None], None] | None = None, journal: Path | None = None,
+                 artifacts: dict[str, Path] | None = None) -> None:
         self.stage = stage
         self.params = params
         self.seed = seed
@@ -39,6 +40,7 @@ class StageContext:
         self._lock = threading.Lock()
         self._on_advance = on_advance
         self._main = next(iter(bindings), None)
+        self._artifacts = artifacts or {}  # input port -> the upstream stage's artifact folder
 
     def _binding(self, slot: str | None) -> Binding:
         slot = slot or self._main
@@ -61,6 +63,15 @@ class StageContext:
 
     def model_source(self, slot: str | None = None):
         return self._models.resolve(self._binding(slot))
+
+    def input_artifact(self, port: str) -> Path:
+        if port not in self._artifacts:
+            raise StageFailure(self.stage, f"input {port!r} carries no artifact folder "
+                               f"(ports with one: {', '.join(self._artifacts) or 'none'})")
+        folder = self._artifacts[port]
+        if not folder.is_dir():
+            raise StageFailure(self.stage, f"the artifact folder {folder} of input {port!r} is missing")
+        return folder
 
     def advance(self, n: int = 1, total: int | None = None) -> None:
         if self._on_advance:

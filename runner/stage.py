@@ -134,6 +134,7 @@ class StageRun:
                  links: StageLinks | None = None) -> None:
         self.stage = stage
         self.comp = loaded.components[stage]
+        self.loaded_components = loaded.components
         self.spec = loaded.recipe.stages[stage]
         self.bindings = loaded.bindings.get(stage, {})
         self.folders = folders
@@ -235,7 +236,17 @@ class StageRun:
         # each shard journals its calls in a file of its own; every journal of the stage is replayed
         return StageContext(stage=self.stage, params=self.comp.params, seed=seed, stage_dir=sdir,
                             bindings=self.bindings, models=self.models, inputs=inputs, meter=meter,
-                            on_advance=bar.advance, journal=sdir / shard_name("calls", self.settings.shard))
+                            on_advance=bar.advance, journal=sdir / shard_name("calls", self.settings.shard),
+                            artifacts=self._artifacts())
+
+    def _artifacts(self) -> dict[str, Path]:
+        """Input port -> the artifact folder of the upstream stage, for ports whose stage produces one."""
+        out = {}
+        for port, up in self.spec.inputs.items():
+            name = self.loaded_components[up].produces_artifact
+            if name:
+                out[port] = self.folders.dir(up) / name
+        return out
 
     def _execute(self, ctx: StageContext, inputs: dict[str, list[dict]], bar: StageProgress) -> StageOutput:
         if isinstance(self.comp, MapComponent):

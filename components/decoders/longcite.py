@@ -9,14 +9,16 @@ the middle vanish while the kept ones keep their numbers), and the answer's
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
 
 from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out
+from components.decoders.longcite_parse import MAX_SPANS, parse_output
 from components.formats import Constrained, bounded_text, chat_each, constrained, spans
 from components.templates import render
-from components.text import number_sentences, repair_tags, statement_segments, truncate_middle
+from components.text import number_sentences, repair_tags, truncate_middle
 from runner.backends.base import Format, Sampling
 
 # The one instruction of LongCite-style models: the inference prompt here and the CoF SFT records
@@ -32,11 +34,9 @@ LONGCITE_INSTRUCTION = (
 
 USER_TEMPLATE = "{instruction}\n\n[Document Start]\n{context}\n[Document End]\n\n{question}"
 
-MAX_SPANS = 3
 TEMPLATE_ALLOWANCE = 64  # tokens left for the chat template's role markers
 STATEMENT_CHARS = 400  # longest statement text the format allows
 TAG_ALLOWANCE = 64  # tokens of tags and spans around one statement
-_RANGE = re.compile(r"\[\s*(\d+)\s*-\s*(\d+)\s*\]")
 
 
 def longcite_user_prompt(numbered_context: str, question: str) -> str:
@@ -45,52 +45,34 @@ def longcite_user_prompt(numbered_context: str, question: str) -> str:
     return render(USER_TEMPLATE, values)
 
 
+_MARKER = re.compile(r"<<(context|question)>>")
+
+
+def file_user_prompt(template: str, numbered_context: str, question: str) -> str:
+    """The user turn from a prompt file's text: ``<<context>>`` becomes the ``<Ci>``-numbered document and
+    ``<<question>>`` the question, in one pass (so neither value is searched for markers); every other
+    character, braces included, stays as written."""
+    values = {"context": numbered_context, "question": question}
+    return _MARKER.sub(lambda m: values[m.group(1)], template)
+
+
+def read_prompt_file(path: str) -> str:
+    """A prompt file's text; it must hold both ``<<context>>`` and ``<<question>>``."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"decode.longcite: prompt_file not found: {file}")
+    text = file.read_text(encoding="utf-8")
+    missing = [m for m in ("<<context>>", "<<question>>") if m not in text]
+    if missing:
+        raise ValueError(f"decode.longcite: prompt_file {file} lacks {' and '.join(missing)}")
+    return text
+
+
 def input_limit(max_input_tokens: int, context_length: int | None, max_new_tokens: int) -> int:
     """Prompt token budget: ``max_input_tokens``, lowered to fit the context window when it is known."""
     if context_length is None:
         return max_input_tokens
     return max(2, min(max_input_tokens, context_length - max_new_tokens - TEMPLATE_ALLOWANCE))
-
-
-def _citations(cite_text: str, chunks: list[dict]) -> list[dict]:
-    """``[s-e]`` ranges of one statement → merged, clamped sentence spans (at most ``MAX_SPANS``)."""
-    n = len(chunks)
-    merged: list[list[int]] = []
-    for match in _RANGE.finditer(cite_text):
-        s, e = int(match.group(1)), int(match.group(2))
-        if s > n - 1 or e < s:
-            continue
-        s, e = max(0, s), min(e, n - 1)
-        if merged and s == merged[-1][1] + 1:
-            merged[-1][1] = e
-        else:
-            merged.append([s, e])
-    return [{
-        "start_sentence_idx": s,
-        "end_sentence_idx": e,
-        "start_char_idx": chunks[s]["start_idx"],
-        "end_char_idx": chunks[e]["end_idx"],
-        "cite": "".join(c["content"] for c in chunks[s:e + 1]),
-    } for s, e in merged[:MAX_SPANS]]
-
-
-def parse_output(output: str, chunks: list[dict]) -> tuple[list[dict], str]:
-    """``(statements, rebuilt answer)`` from raw model output; see ``parse_citations``.
-
-    The rebuilt answer wraps every statement as ``<statement>S<cite>[s-e]…</cite></statement>`` with the
-    normalised spans and keeps the whitespace between statements.
-    """
-    statements: list[dict] = []
-    rebuilt: list[str] = []
-    for seg in statement_segments(repair_tags(output)):
-        if seg["kind"] == "space":
-            rebuilt.append(seg["text"])
-            continue
-        cites = _citations(seg["cite"] or "", chunks)
-        statements.append({"statement": seg["text"], "citation": cites})
-        spans = "".join(f"[{c['start_sentence_idx']}-{c['end_sentence_idx']}]" for c in cites)
-        rebuilt.append(f"<statement>{seg['text']}<cite>{spans}</cite></statement>")
-    return statements, "".join(rebuilt).strip()
 
 
 def answer_format(n_sentences: int, max_new_tokens: int) -> Format:
@@ -108,15 +90,17 @@ def answer_format(n_sentences: int, max_new_tokens: int) -> Format:
 
 
 def parse_citations(output: str, chunks: list[dict]) -> list[dict]:
-    """Statements with their cited sentences, in order, from LongCite-style model output.
+    """Statements with their cited sentences, in order, from LongCite-style model output: exactly what
+    the reference's ``query_longcite`` post-processing returns as ``statements_with_citations``.
 
-    ``chunks`` are the numbered pieces exactly as the prompt showed them (``number_sentences``). Each
-    ``<statement>`` with non-blank text, and each untagged stretch longer than 5 characters (with no
-    citations), becomes ``{statement, citation: [{start_sentence_idx, end_sentence_idx, start_char_idx,
-    end_char_idx, cite}]}``. Only ``[s-e]`` ranges count (a bare ``[k]`` is ignored); a range with
-    ``s > n−1`` or ``e < s`` is skipped, others are clamped to the last sentence and merged into the
-    previous span when ``s == previous e + 1``; at most 3 merged spans are kept. ``cite`` is the cited
-    sentences' text, trailing whitespace included.
+    ``chunks`` are the numbered pieces exactly as the prompt showed them (``number_sentences``; pieces
+    with ``start``/``end`` keys are read too). Each statement is ``{statement, citation:
+    [{start_sentence_idx, end_sentence_idx, start_char_idx, end_char_idx, cite}]}``; ``cite`` is the cited
+    pieces' text, trailing whitespace included. The rules, edge cases included, are those of
+    ``components.decoders.longcite_parse``: statement text as written (cite blocks removed, the text after
+    them kept), untagged text of more than 5 characters as an uncited statement, a final unclosed
+    ``<statement>`` dropped, a blank statement with cite blocks kept, only ``[s-e]`` ranges, clamped,
+    merged, at most 3 spans.
     """
     return parse_output(output, chunks)[0]
 
@@ -128,9 +112,19 @@ class LongCiteDecoder(MapComponent):
     where ``prediction`` is the rebuilt answer and ``splited_context`` the full numbered context (before
     truncation). The prompt budget is ``max_input_tokens`` (the reference's 128000), lowered to the
     model's context window minus the answer budget when the backend knows it (``fit_context``), so small
-    local models are not fed more than they can read. Sentences are split with an untrained Punkt tokenizer by default, as in the CoF training
-    data and the LongBench-Cite scripts; ``train_punkt: true`` trains Punkt on each context, as
-    ``vllm_inference.py`` does.
+    local models are not fed more than they can read.
+
+    Sentences are numbered with a Punkt splitter trained on each context, as the reference's
+    ``query_longcite`` (the prediction path of LongBench-Cite) does; ``train_punkt: false`` uses the
+    untrained splitter of the CoF training data (``cof.filter``) instead. The answer is parsed exactly as
+    the reference post-processing does (``parse_citations``); ``repair_tags: true`` first fixes common tag
+    mistakes, which the reference does not.
+
+    The prompt is this project's instruction. The released LongCite models were trained on the
+    reference's own instruction; to decode with it, put the whole user turn in a ``prompt_file`` with
+    ``<<context>>`` and ``<<question>>`` where the numbered document and the question go; or, with
+    ``model_query: true``, let the model's own ``query_longcite`` (its repository code, run only with the
+    backend option ``trust_remote_code: true``) number, prompt, generate and parse.
     """
 
     type = "decode.longcite"
@@ -152,9 +146,25 @@ class LongCiteDecoder(MapComponent):
         fit_context: bool = Field(True, description=(
             "also keep the prompt within the model's context length minus max_new_tokens and a small "
             "allowance for the chat template, when the backend reports a context length"))
-        train_punkt: bool = Field(False, description=(
-            "train Punkt on each context before splitting (vllm_inference.py) instead of the untrained "
-            "splitter used by CoF and LongBench-Cite"))
+        train_punkt: bool = Field(True, description=(
+            "train Punkt on each context before splitting, as the reference's query_longcite does; false: "
+            "the untrained splitter of the CoF training data"))
+        prompt_file: str | None = Field(None, description=(
+            "a text file holding the whole user turn, with <<context>> for the numbered document and "
+            "<<question>> for the question (e.g. the instruction the released LongCite models were trained "
+            "on); default: this project's instruction"))
+        model_query: bool = Field(False, description=(
+            "decode with the model's own query_longcite (the released LongCite models' repository code: "
+            "numbering, prompt, generation and parsing all theirs); needs a local transformers model with "
+            "the option trust_remote_code: true"))
+        repair_tags: bool = Field(False, description=(
+            "fix common tag mistakes (`< cite>`, `statement>`, doubled tags) before parsing; the reference "
+            "parses the raw answer"))
+
+    def prompt_texts(self) -> dict[str, str]:
+        if self.params.prompt_file is None:
+            return dict(self.prompts)
+        return {"user": read_prompt_file(self.params.prompt_file)}
 
     def estimate(self, n_in: dict[str, int | None]) -> Estimate:
         n = n_in.get("records")
@@ -164,14 +174,18 @@ class LongCiteDecoder(MapComponent):
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
         p = self.params
         llm = ctx.model()
+        if p.model_query:
+            return self._by_model_query(batch, llm)
         tokenizer = llm.tokenizer()
         limit = input_limit(p.max_input_tokens, llm.context_length if p.fit_context else None, p.max_new_tokens)
+        template = read_prompt_file(p.prompt_file) if p.prompt_file is not None else None
         numbered: list[tuple[list[dict], str]] = []
         conversations = []
         for record in batch:
             chunks, text = number_sentences(record["context"], trained=p.train_punkt)
             numbered.append((chunks, text))
-            prompt = longcite_user_prompt(text, record["query"])
+            prompt = (longcite_user_prompt(text, record["query"]) if template is None
+                      else file_user_prompt(template, text, record["query"]))
             prompt = truncate_middle(prompt, tokenizer, limit)
             conversations.append([{"role": "user", "content": prompt}])
         sampling = Sampling(temperature=p.temperature, top_p=p.top_p, max_new_tokens=p.max_new_tokens)
@@ -185,9 +199,34 @@ class LongCiteDecoder(MapComponent):
             if result.error:
                 out.append(Failed(f"generation failed: {result.error}", raw=None))
                 continue
-            statements, prediction = parse_output(result.text, chunks)
+            answer = repair_tags(result.text) if p.repair_tags else result.text
+            statements, prediction = parse_output(answer, chunks)
             out.append({**_passthrough(record), "prediction": prediction, "statements": statements,
                         "splited_context": text})
+        return out
+
+    def _by_model_query(self, batch: list[dict], llm: Any) -> list[Out]:
+        """Each record through the model's own ``query_longcite``, called as LongBench-Cite's
+        ``pred_sft.py`` calls it; its ``answer`` and ``statements_with_citations`` become the output."""
+        p = self.params
+        method = getattr(llm, "model_method", None)
+        query = method("query_longcite") if method is not None else None
+        if query is None:
+            raise ValueError("decode.longcite: model_query needs a local transformers model whose repository "
+                             "code defines query_longcite (a released LongCite model), loaded with the "
+                             "option trust_remote_code: true")
+        tokenizer = llm.tokenizer()
+        out: list[Out] = []
+        for record in batch:
+            try:
+                res = query(record["context"], record["query"], tokenizer=tokenizer,
+                            max_input_length=p.max_input_tokens, max_new_tokens=p.max_new_tokens)
+            except Exception as e:  # the repository's code: any failure is this record's
+                out.append(Failed(f"query_longcite failed: {type(e).__name__}: {e}", raw=None))
+                continue
+            out.append({**_passthrough(record), "prediction": res["answer"],
+                        "statements": res["statements_with_citations"],
+                        "splited_context": res.get("splited_context", "")})
         return out
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:

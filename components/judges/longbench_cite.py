@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from components.base import Context, Estimate, Failed, Fields, MapComponent, ModelSlot, Out
 from components.formats import Constrained, constrained, integers, verdict
 from components.judges.asking import ask_until_parsed
+from components.judges.longbench_cite_metrics import (
+    aggregate,
+    f1,
+    label_parser,
+    needs_citation_score,
+    rating_parser,
+    relevance_score,
+    strip_markup,
+    support_score,
+)
 from components.judges.longbench_cite_prompts import (
     CHAT_EXAMPLE,
     CORRECT_CHAT_PROMPT,
@@ -22,12 +32,11 @@ from components.judges.longbench_cite_prompts import (
     SUPPORT_PROMPT,
 )
 from components.templates import render
-from components.text import count_tokens, first_bracket_label, last_bracket_number, strip_tags
+from components.text import count_tokens
 from runner.backends.base import Format, Sampling
 
-SUPPORT = {"fully supported": 1.0, "partially supported": 0.5, "no support": 0.0}
-NEEDS_CITATION = {"yes": 1.0, "no": 0.0}
-RELEVANCE = {"relevant": 1.0, "irrelevant": 0.0, "unrelevant": 0.0}
+# How each verdict's label scores (``label_parser(SUPPORT)`` reads a support verdict).
+SUPPORT, NEEDS_CITATION, RELEVANCE = support_score, needs_citation_score, relevance_score
 # The verdict formats: each label as its prompt spells it, first and alone (the prompts ask for the verdict
 # first; what follows it, "Analysis: ...", is cut by the stop string and never read).
 SUPPORT_FORMAT = verdict(["Fully supported", "Partially supported", "No support"])
@@ -35,31 +44,6 @@ NEEDS_CITATION_FORMAT = verdict(["Yes", "No"])
 RELEVANCE_FORMAT = verdict(["Relevant", "Irrelevant"])
 
 QA_SETS = ("multifieldqa_en", "multifieldqa_zh", "hotpotqa", "dureader")
-# The five groups of the LongBench-Cite average; "multifieldqa" pools en and zh by substring.
-GROUPS = ("longbench-chat", "multifieldqa", "hotpotqa", "dureader", "gov_report")
-ROWS = ("longbench-chat", "multifieldqa_en", "multifieldqa_zh", "multifieldqa", "hotpotqa", "dureader",
-        "gov_report")
-
-
-def label_parser(scale: dict[str, float]) -> Callable[[str], float | None]:
-    """Reads the first ``[[Label]]`` and maps it through ``scale`` (case-insensitive)."""
-    def parse(text: str) -> float | None:
-        label = first_bracket_label(text)
-        return scale.get(label.lower()) if label else None
-    return parse
-
-
-def rating_parser(low: int, high: int, transform: Callable[[float], float]) -> Callable[[str], float | None]:
-    """Reads the number in the last ``[[…]]``; a rating outside ``low..high`` counts as unparsable."""
-    def parse(text: str) -> float | None:
-        rating = last_bracket_number(text)
-        return transform(rating) if rating is not None and low <= rating <= high else None
-    return parse
-
-
-def f1(precision: float, recall: float) -> float:
-    """Harmonic mean of one response's precision and recall (0 when both are 0)."""
-    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
 
 
 def correctness_scale(dataset: str) -> tuple[str, Callable[[str], float | None], Format]:
@@ -86,7 +70,7 @@ class Ask:
     error: str | None = None
 
 
-def ask_all(llm: Any, asks: list[Ask], tries: int, temperature: float, retry_temperature: float,
+def ask_all(llm: Any, asks: list[Ask], tries: int, temperature: float, retry_temperature: float | None,
             enforce: bool = False) -> None:
     """Ask every question until its verdict parses (``components.judges.asking``): the first try at
     ``temperature``, up to ``tries − 1`` re-asks at ``retry_temperature``; questions with the same stop
@@ -105,24 +89,30 @@ class LongBenchCiteJudge(MapComponent):
 
     Per response, over its first ``max_statements`` statements:
 
-    * recall — a cited statement scores its support verdict (fully 1, partially 0.5, none 0); an uncited
-      statement scores ``1 − needs citation`` (an uncited sentence that needs no citation counts 1);
-      mean over statements, 0 if there are none;
+    * recall — a cited statement scores its support verdict (fully 1, partially 0.5, else 0; a statement
+      whose cited text is blank scores 0 unasked); an uncited statement scores ``1 − needs citation`` (an
+      uncited sentence that needs no citation counts 1); mean over statements, 0 if there are none;
     * precision — every single citation scores its relevance verdict (1/0); mean over citations, 0 if none;
     * F1 = 2PR/(P+R) of this response. Dataset scores average the per-response values (F1 is not
       recomputed from averaged P and R);
-    * correctness against each reference answer (tags stripped from the prediction): QA sets 1–3 →
+    * correctness against each reference answer (cite blocks and statement tags removed): QA sets 1–3 →
       (r−1)/2, gov_report 1–5 → (r−1)/4, longbench-chat 1–10 few-shot with the 3 scored examples shuffled
       → r/10; an unparsable verdict scores 0.5; the item takes the best reference;
     * citation length — tokens per citation (the judge model's tokenizer, or its backend's
-      ``count_tokens`` when it has none), micro-averaged over all citations of a dataset.
+      ``count_tokens`` when it has none); the headline is one average over all citations.
 
-    Judge calls start at ``temperature`` (0) and re-ask at ``retry_temperature`` (1), up to ``tries`` in
-    all, while a verdict does not parse. With ``constrained`` on, every verdict is enforced while
-    decoding, first and alone as the prompts ask: ``[[Fully supported]]`` / ``[[Partially supported]]`` /
+    As in the reference (none of this is a bug fix): labels are read from the first ``[[…]]`` and matched
+    by substring (``components.judges.longbench_cite_metrics``); statements, snippets and the answer are
+    stripped in the prompts. Citation judges start at ``temperature`` (0) and re-ask at
+    ``retry_temperature`` (1), up to ``tries`` in all, while a verdict does not parse; correctness judges
+    re-ask greedily (at ``temperature``), ``correctness_tries`` times in all for QA and summaries and
+    ``chat_correctness_tries`` for LongBench-Chat items. A response with a citation verdict that never
+    parses is left out of the recall, precision, F1 and citation-length means and counted as
+    ``excluded`` (the reference's scorer raises on it); ``unparsed_verdicts: zero`` scores such a verdict
+    0 instead and keeps the response. With ``constrained`` on, every verdict is enforced while decoding,
+    first and alone as the prompts ask: ``[[Fully supported]]`` / ``[[Partially supported]]`` /
     ``[[No support]]``, ``[[Yes]]`` / ``[[No]]``, ``[[Relevant]]`` / ``[[Irrelevant]]``, and the
-    correctness rating in its scale; a citation verdict that never parses scores 0 and is counted as ``unparsed_verdicts``. A
-    backend error on the last try fails the record.
+    correctness rating in its scale. A backend error on the last try fails the record.
     """
 
     type = "judge.longbench_cite"
@@ -143,9 +133,16 @@ class LongBenchCiteJudge(MapComponent):
         correctness: bool = Field(True, description=(
             "also grade the answer against the references (records need ``answer``)"))
         tries: int = Field(5, ge=1, description=(
-            "attempts per judge question while the verdict does not parse"))
+            "attempts per citation judge question while the verdict does not parse"))
         temperature: float = Field(0.0, ge=0.0, description="temperature of the first attempt")
-        retry_temperature: float = Field(1.0, ge=0.0, description="temperature of the retries")
+        retry_temperature: float = Field(1.0, ge=0.0, description="temperature of the citation judges' retries")
+        unparsed_verdicts: Literal["exclude", "zero"] = Field("exclude", description=(
+            "a citation verdict that never parses: exclude leaves the response out of the recall, precision, "
+            "F1 and citation-length means and counts it (the reference); zero scores the verdict 0"))
+        correctness_tries: int = Field(5, ge=1, description=(
+            "attempts per correctness question for QA sets and summaries, all greedy (the reference: 5)"))
+        chat_correctness_tries: int = Field(2, ge=1, description=(
+            "attempts per correctness question for LongBench-Chat items, all greedy (the reference: 2)"))
         max_new_tokens: int = Field(10, ge=1, description="verdict length of the citation judges")
         stop: list[str] = Field(["Analysis:"], description="stop strings of the citation judges")
         correctness_max_new_tokens: int = Field(32, ge=1, description=(
@@ -161,55 +158,67 @@ class LongBenchCiteJudge(MapComponent):
     def _citation_asks(self, record: dict) -> tuple[list[dict], list[Ask]]:
         p = self.params
         stop = tuple(p.stop)
-        question = record["query"]
-        response = strip_tags(record["prediction"])
+        question = record["query"].strip()
+        response = strip_markup(record["prediction"]).strip()
         scored, asks = [], []
         for st in record["statements"][:p.max_statements]:
+            statement = st["statement"].strip()
             entry: dict[str, Any] = {"statement": st["statement"], "citation": []}
             cites = st.get("citation") or []
             if cites:
-                entry["support_ask"] = len(asks)
-                prompt = render(SUPPORT_PROMPT, {"question": question, "statement": st["statement"],
-                                                 "snippets": "\n\n".join(c["cite"] for c in cites)})
-                asks.append(Ask(_user(prompt), label_parser(SUPPORT), stop, p.max_new_tokens, SUPPORT_FORMAT))
+                snippets = "\n\n".join(c["cite"] for c in cites).strip()
+                if snippets:
+                    entry["support_ask"] = len(asks)
+                    prompt = render(SUPPORT_PROMPT, {"question": question, "statement": statement,
+                                                     "snippets": snippets})
+                    asks.append(Ask(_user(prompt), label_parser(SUPPORT), stop, p.max_new_tokens,
+                                    SUPPORT_FORMAT))
+                else:  # nothing to check the statement against: no support, unasked (as the reference)
+                    entry["support_ask"] = None
                 for c in cites:
                     entry["citation"].append({**{k: c[k] for k in ("start_sentence_idx", "end_sentence_idx")
                                                  if k in c}, "cite": c["cite"], "ask": len(asks)})
-                    prompt = render(RELEVANCE_PROMPT, {"question": question, "statement": st["statement"],
-                                                       "snippet": c["cite"]})
-                    asks.append(Ask(_user(prompt), label_parser(RELEVANCE), stop, p.max_new_tokens, RELEVANCE_FORMAT))
+                    prompt = render(RELEVANCE_PROMPT, {"question": question, "statement": statement,
+                                                       "snippet": c["cite"].strip()})
+                    asks.append(Ask(_user(prompt), label_parser(RELEVANCE), stop, p.max_new_tokens,
+                                    RELEVANCE_FORMAT))
             else:
                 entry["need_ask"] = len(asks)
                 prompt = render(NEED_CITATION_PROMPT, {"question": question, "response": response,
-                                                       "sentence": st["statement"]})
+                                                       "sentence": statement})
                 asks.append(Ask(_user(prompt), label_parser(NEEDS_CITATION), stop, p.max_new_tokens,
                                 NEEDS_CITATION_FORMAT))
             scored.append(entry)
         return scored, asks
 
-    def _correctness_asks(self, record: dict, rng: Any) -> list[Ask]:
+    def _correctness_asks(self, record: dict, rng: Any) -> tuple[list[Ask], int]:
+        """The correctness questions of one record (one per reference answer) and their number of tries."""
+        p = self.params
         references = record.get("answer")
-        if not self.params.correctness or references is None:
-            return []
+        if not p.correctness or references is None:
+            return [], p.correctness_tries
         if isinstance(references, str):
             references = [references]
         dataset = record.get("dataset", "")
         template, parse, fmt = correctness_scale(dataset)
-        prediction = strip_tags(record["prediction"]).strip()
+        prediction = strip_markup(record["prediction"]).strip()
         stop: tuple[str, ...] = ()
         examples = ""
+        tries = p.correctness_tries
         if template is CORRECT_CHAT_PROMPT:
-            prediction = prediction.replace("\n", " ")
+            prediction = prediction.replace("\n", " ").strip()
             stop = ("\n\n",)
+            tries = p.chat_correctness_tries
             shots = list(record.get("few_shot_scores") or [])
             rng.shuffle(shots)
             examples = "\n\n".join(render(CHAT_EXAMPLE, {"n": i, "answer": s["answer"], "score": s["score"]})
                                    for i, s in enumerate(shots, start=1))
-        return [Ask([{"role": "system", "content": JUDGE_SYSTEM},
+        asks = [Ask([{"role": "system", "content": JUDGE_SYSTEM},
                      {"role": "user", "content": render(template, {"question": record["query"], "reference": ref,
                                                                   "prediction": prediction,
                                                                   "examples": examples})}],
-                    parse, stop, self.params.correctness_max_new_tokens, fmt) for ref in references]
+                    parse, stop, p.correctness_max_new_tokens, fmt) for ref in references]
+        return asks, tries
 
     # -- scoring -----------------------------------------------------------------------------------------
 
@@ -217,14 +226,19 @@ class LongBenchCiteJudge(MapComponent):
         p = self.params
         llm = ctx.model()
         tokenizer = llm.tokenizer()
+        enforce = constrained(llm, p.constrained)
         plans = []
-        asks: list[Ask] = []
+        cite_all: list[Ask] = []
+        correct_by_tries: dict[int, list[Ask]] = {}
         for record in batch:
             scored, cite_asks = self._citation_asks(record)
-            correct_asks = self._correctness_asks(record, ctx.rng)
+            correct_asks, tries = self._correctness_asks(record, ctx.rng)
             plans.append((scored, cite_asks, correct_asks))
-            asks.extend(cite_asks + correct_asks)
-        ask_all(llm, asks, p.tries, p.temperature, p.retry_temperature, constrained(llm, p.constrained))
+            cite_all.extend(cite_asks)
+            correct_by_tries.setdefault(tries, []).extend(correct_asks)
+        ask_all(llm, cite_all, p.tries, p.temperature, p.retry_temperature, enforce)
+        for tries, asks in correct_by_tries.items():  # greedy re-asks: the same temperature every time
+            ask_all(llm, asks, tries, p.temperature, None, enforce)
 
         out: list[Out] = []
         for record, (scored, cite_asks, correct_asks) in zip(batch, plans):
@@ -243,9 +257,10 @@ class LongBenchCiteJudge(MapComponent):
         citation_scores: list[float] = []
         for entry in scored:
             if "support_ask" in entry:
-                ask = cite_asks[entry.pop("support_ask")]
-                entry["support"], entry["support_raw"] = ask.value, ask.raw
-                statement_scores.append(ask.value or 0.0)
+                at = entry.pop("support_ask")
+                value, raw = (cite_asks[at].value, cite_asks[at].raw) if at is not None else (0.0, "")
+                entry["support"], entry["support_raw"] = value, raw
+                statement_scores.append(value or 0.0)
                 for c in entry["citation"]:
                     rel = cite_asks[c.pop("ask")]
                     c["relevant"], c["relevance_raw"] = rel.value, rel.raw
@@ -254,18 +269,23 @@ class LongBenchCiteJudge(MapComponent):
                 ask = cite_asks[entry.pop("need_ask")]
                 entry["needs_citation"], entry["need_raw"] = ask.value, ask.raw
                 statement_scores.append(1.0 - ask.value if ask.value is not None else 0.0)
-        recall = sum(statement_scores) / len(statement_scores) if statement_scores else 0.0
-        precision = sum(citation_scores) / len(citation_scores) if citation_scores else 0.0
+        unparsed = sum(a.value is None for a in cite_asks)
+        recall: float | None = sum(statement_scores) / len(statement_scores) if statement_scores else 0.0
+        precision: float | None = sum(citation_scores) / len(citation_scores) if citation_scores else 0.0
+        f1_value = f1(precision, recall) if recall is not None and precision is not None else None
+        if unparsed and self.params.unparsed_verdicts == "exclude":
+            recall = precision = f1_value = None
         correctness = None
         if correct_asks:
             correctness = max(a.value if a.value is not None else 0.5 for a in correct_asks)
         cites = [c["cite"] for st in record["statements"] for c in (st.get("citation") or [])]
         return {
             **{k: record[k] for k in ("id", "idx", "dataset", "query", "prediction") if k in record},
-            "recall": recall, "precision": precision, "f1": f1(precision, recall), "correctness": correctness,
+            "recall": recall, "precision": precision, "f1": f1_value, "correctness": correctness,
             "citation_tokens": sum(length(c) for c in cites), "n_citations": len(cites),
             "scored_statements": len(scored),
-            "unparsed_verdicts": sum(a.value is None for a in cite_asks),
+            "excluded": recall is None,
+            "unparsed_verdicts": unparsed,
             "unparsed_correctness": sum(a.value is None for a in correct_asks),
             "statements": scored,
         }
@@ -287,8 +307,12 @@ class LongBenchCiteJudge(MapComponent):
         groups = ", ".join(metrics["avg_groups"]) or "no groups"
         average = (f"Average over {groups}: recall {_num(metrics['avg_recall'])}, precision "
                    f"{_num(metrics['avg_precision'])}, F1 {_num(metrics['avg_f1'])}, correctness "
-                   f"{_num(metrics['avg_correctness'])}.")
+                   f"{_num(metrics['avg_correctness'])}; citation length "
+                   f"{_num(metrics['avg_citation_length'], 1)} tokens over all citations.")
         lines += ["", average, ""]
+        if metrics.get("excluded"):
+            lines += [f"{metrics['excluded']} response(s) left out of the citation scores: a citation "
+                      "verdict never parsed.", ""]
         # show the answers that cite the most first: they are the ones whose citations can be read
         shown = sorted(records, key=lambda r: -sum(len(st["citation"]) for st in r["statements"]))
         for record in shown[:self.params.report_examples]:
@@ -309,43 +333,6 @@ class LongBenchCiteJudge(MapComponent):
                                  f"{_verdict(st.get('needs_citation'))}")
             lines.append("")
         return "\n".join(lines)
-
-
-def _rows(records: list[dict]) -> dict[str, Any]:
-    correct = [r["correctness"] for r in records if r.get("correctness") is not None]
-    n_cites = sum(r["n_citations"] for r in records)
-    return {
-        "n": len(records),
-        "recall": sum(r["recall"] for r in records) / len(records),
-        "precision": sum(r["precision"] for r in records) / len(records),
-        "f1": sum(r["f1"] for r in records) / len(records),
-        "correctness": sum(correct) / len(correct) if correct else None,
-        "citation_length": sum(r["citation_tokens"] for r in records) / n_cites if n_cites else None,
-    }
-
-
-def aggregate(records: list[dict]) -> dict[str, Any]:
-    """Per-dataset rows (a row takes every record whose dataset contains its name, so ``multifieldqa``
-    pools en and zh), an ``all`` row, and ``avg_*``: the mean over the five groups present (all records
-    when none of them is)."""
-    names = list(ROWS) + sorted({r.get("dataset", "") for r in records} - set(ROWS) - {""})
-    datasets: dict[str, Any] = {}
-    for name in names:
-        chosen = [r for r in records if name in r.get("dataset", "")]
-        if chosen:
-            datasets[name] = _rows(chosen)
-    if records:
-        datasets["all"] = _rows(records)
-    groups = [g for g in GROUPS if g in datasets]
-    source = [datasets[g] for g in groups] or ([datasets["all"]] if records else [])
-    metrics: dict[str, Any] = {"records": len(records), "avg_groups": groups}
-    for key in ("recall", "precision", "f1", "correctness", "citation_length"):
-        values = [row[key] for row in source if row[key] is not None]
-        metrics[f"avg_{key}"] = sum(values) / len(values) if values else None
-    metrics["unparsed_verdicts"] = sum(r.get("unparsed_verdicts", 0) for r in records)
-    metrics["unparsed_correctness"] = sum(r.get("unparsed_correctness", 0) for r in records)
-    metrics["datasets"] = datasets
-    return metrics
 
 
 def _user(text: str) -> list[dict]:

@@ -57,6 +57,14 @@ example "Rating: [[5]]".
 
 
 RATINGS = integers(1, 10)
+_FIRST_WHOLE_RATING = re.compile(r"\[\[(\d+)\]\]")
+
+
+def reference_rating(text: str) -> float | None:
+    """The reference's reading of a needle verdict: the first ``[[n]]`` holding only digits, as a whole
+    number (``[[ 8 ]]``, ``[[8/10]]`` and ``[[7.5]]`` do not count; ``[[8]] … [[10]]`` gives 8)."""
+    match = _FIRST_WHOLE_RATING.search(text)
+    return float(int(match.group(1))) if match else None
 
 
 class NeedleJudgeParams(Constrained):
@@ -82,6 +90,10 @@ class NeedleJudgeParams(Constrained):
         None, description="The question shown to the LLM judge when a record has no `question` field."
     )
     prediction_field: str = Field("prediction", description="Record field holding the answer to score.")
+    compat: Literal["intended", "reference"] = Field("intended", description=(
+        "How the LLM judge's rating is read. intended: the first number inside the last `[[...]]` "
+        "(`[[ 8 ]]`, `[[8/10]]` read 8); reference: the first `[[n]]` of digits only, as LongAlign's "
+        "eval.py"))
 
 
 class NeedleJudge(MapComponent):
@@ -89,7 +101,11 @@ class NeedleJudge(MapComponent):
 
     Follows LongAlign's needle scoring. With `method: llm` a judge model rates the
     answer's accuracy against the needle. It uses an MT-Bench-style rubric anchored at 1/3/5/7/10, runs
-    at temperature 0 and writes the rating as `[[n]]`. The question has no prompt-side suffix.
+    at temperature 0 and writes the rating as `[[n]]`. The question has no prompt-side suffix. The rating
+    is the first number inside the last `[[...]]`, a more lenient reading than the reference's first
+    `[[digits]]`; `compat: reference` reads it the reference's way (a difference of reading, not a bug
+    either way; the paper profile uses it). The reference does not re-ask when no rating parses: set
+    `tries: 1` for that too.
     `method: recall` is the offline scorer suggested in §2.7. It measures the share of the needle's key
     facts (its content words, or the `key_facts` param) that appear as whole words or phrases in the
     answer, and scales it to 1-10 as `1 + 9·share`. `report()` draws the mean score per cell with depth on
@@ -132,7 +148,8 @@ class NeedleJudge(MapComponent):
         judge = ctx.model("judge")
         fmt = self.rating_format() if constrained(judge, p.constrained) else None
         sampling = Sampling(temperature=p.temperature, max_new_tokens=p.max_new_tokens, format=fmt)
-        verdicts = ask_until_parsed(judge, conversations, sampling, last_bracket_number,
+        parse = reference_rating if p.compat == "reference" else last_bracket_number
+        verdicts = ask_until_parsed(judge, conversations, sampling, parse,
                                     tries=p.tries, retry_temperature=p.retry_temperature)
         out: list[Out] = []
         for r, v in zip(scored, verdicts, strict=True):

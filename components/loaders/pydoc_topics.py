@@ -42,6 +42,11 @@ class LoadPydocTopics(WholeComponent):
     context: its text}``. ``max_chars`` truncates at a paragraph boundary; ``min_chars`` then drops short
     texts. With ``limit`` the first topics in name order are kept, or a seeded random choice with
     ``sample: true``. The texts differ between Python versions, so the component version includes it.
+
+    With ``passage_words: N`` each chosen topic is cut into passages of about N words instead (a search
+    corpus, as DPR cuts Wikipedia into 100-word passages; see ``components.retrievers.passages``): records
+    ``{id: "<topic>#<i>", idx: position in the output, title: the topic's heading, text: the passage,
+    topic: the topic name}``.
     """
 
     type = "load.pydoc_topics"
@@ -60,6 +65,10 @@ class LoadPydocTopics(WholeComponent):
         sample: bool = Field(
             False, description="with `limit`, choose the topics at random (seeded by the run) instead of the first"
         )
+        passage_words: int | None = Field(
+            None, ge=1, description="cut each topic into passages of about this many words ({id, idx, title, "
+            "text, topic} records) for a search index"
+        )
 
         @field_validator("topics")
         @classmethod
@@ -77,6 +86,11 @@ class LoadPydocTopics(WholeComponent):
                 raise ValueError(f"min_chars ({self.min_chars}) is larger than max_chars ({self.max_chars})")
             return self
 
+    def output_fields(self) -> Fields | None:
+        if self.params.passage_words is not None:
+            return Fields("id", "idx", "title", "text", "topic")
+        return self.outputs
+
     def _eligible(self) -> list[dict]:
         from pydoc_data.topics import topics
 
@@ -93,15 +107,31 @@ class LoadPydocTopics(WholeComponent):
         return out
 
     def estimate(self, n_in: dict[str, int | None]) -> Estimate:
+        if self.params.passage_words is not None:  # a random choice of topics: unknown until it runs
+            return Estimate(records_out=None if self.params.sample else len(self._passages(self._chosen(None))))
         n = len(self._eligible())
         return Estimate(records_out=n if self.params.limit is None else min(n, self.params.limit))
 
     def run(self, inputs: dict[str, list[dict]], ctx: Context) -> list[dict]:
+        records = self._chosen(ctx)
+        return records if self.params.passage_words is None else self._passages(records)
+
+    def _chosen(self, ctx: Context | None) -> list[dict]:
         p = self.params
         records = self._eligible()
         if p.limit is None or p.limit >= len(records):
             return records
-        if not p.sample:
+        if not p.sample or ctx is None:
             return records[: p.limit]
         chosen = set(ctx.rng.sample(range(len(records)), p.limit))
         return [r for i, r in enumerate(records) if i in chosen]
+
+    def _passages(self, topics: list[dict]) -> list[dict]:
+        from components.retrievers.passages import split_words
+
+        out = []
+        for topic in topics:
+            for i, text in enumerate(split_words(topic["context"], self.params.passage_words or 100)):
+                out.append({"id": f"{topic['id']}#{i}", "idx": len(out), "title": topic["title"], "text": text,
+                            "topic": topic["id"]})
+        return out

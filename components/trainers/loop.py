@@ -22,6 +22,12 @@ from components.trainers.batching import collate, step_rows
 from components.trainers.checkpoints import CHECKPOINTS, resume, save_checkpoint, save_only_trainable
 from components.trainers.model_out import save_model, training_summary
 from components.trainers.plan import make_plan
+from components.trainers.special_tokens import (
+    add_special_tokens,
+    grow_embeddings,
+    resolve_special_tokens,
+    trainable_token_indices,
+)
 from components.trainers.step_log import StepLog
 
 if TYPE_CHECKING:
@@ -56,7 +62,7 @@ def train(
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
-    from components.trainers.loss import row_weights
+    from components.trainers.loss import step_weights
     from components.trainers.packed_attention import model_inputs
 
     step_log = step_log or StepLog(p, stage, model_dir.parent, None)
@@ -101,7 +107,7 @@ def train(
     for s in range(start, total):
         step = steps[s]
         rows_in_step = step_rows(step)
-        weights = row_weights(rows_in_step, target_counts, world, p.loss_weighting)
+        weights = step_weights(step, target_counts, world, p.loss_weighting, p.batching == "packed")
         lr = scheduler.get_last_lr()[0]
         loss_sum = torch.zeros((), device=device)
         for j, micro in enumerate(step):
@@ -219,6 +225,7 @@ def load_train_tokenizer(base: ResolvedModel, p: SFTParams) -> Any:
     tok = load_tokenizer(base)
     if p.chat_template or base.chat_template:
         tok.chat_template = p.chat_template or base.chat_template
+    add_special_tokens(tok, resolve_special_tokens(getattr(p, "special_tokens", None)))
     return tok
 
 
@@ -244,6 +251,7 @@ def load_model(base: ResolvedModel, p: SFTParams, attn_implementation: str,
                dtype: Any = None) -> tuple[Any, bool]:
     """The model to train (a LoRA-wrapped one when ``p.lora``) and whether the result must be merged.
     ``p``: any params with ``lora``, ``dtype`` and ``gradient_checkpointing`` (``train.dpo`` uses it too);
+    ``special_tokens`` (``train.sft``) grows the embeddings and trains those tokens' rows under LoRA;
     ``dtype`` (default: ``p.dtype`` resolved for training) is the dtype the weights load in.
 
     A base that is itself a trained adapter is merged into its own base first (see
@@ -259,6 +267,12 @@ def load_model(base: ResolvedModel, p: SFTParams, attn_implementation: str,
     model = load_weights(base, dtype=dtype, attn_implementation=attn_implementation)
     merge_at_end = p.lora is not None and is_adapter(model_folder(base))
     model.config.use_cache = False
+    token_ids: list[int] = []
+    added = resolve_special_tokens(getattr(p, "special_tokens", None))
+    if added:
+        tok = load_train_tokenizer(base, p)
+        grow_embeddings(model, len(tok))
+        token_ids = tok.convert_tokens_to_ids(added)
     if p.gradient_checkpointing:
         kwargs = {"use_reentrant": False}
         if hasattr(model, "activation_checkpointing_enable"):  # the newer name in transformers 5
@@ -268,16 +282,18 @@ def load_model(base: ResolvedModel, p: SFTParams, attn_implementation: str,
     if p.lora is not None:
         from peft import get_peft_model
 
-        model = get_peft_model(model, lora_config(p.lora))
+        model = get_peft_model(model, lora_config(p.lora, trainable_token_indices(model, token_ids)))
     return model, merge_at_end
 
 
-def lora_config(lora: Any) -> Any:
-    """peft's ``LoraConfig`` for our ``LoraParams``."""
+def lora_config(lora: Any, token_rows: dict[str, list[int]] | None = None) -> Any:
+    """peft's ``LoraConfig`` for our ``LoraParams``; ``token_rows``: embedding rows trained as well
+    (``{module name: token ids}``, peft's ``trainable_token_indices``)."""
     from peft import LoraConfig
 
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=lora.target_modules, task_type="CAUSAL_LM")
+                      target_modules=lora.target_modules, task_type="CAUSAL_LM",
+                      trainable_token_indices=token_rows or None)
 
 
 def attention_mode(p: SFTParams) -> tuple[str, str]:

@@ -6,8 +6,14 @@ accumulation micro-steps, ``N_i`` target tokens in sequence i, ``T = sum N_i`` a
 * loss weighting on: every target token of sequence i weighs ``K / (N_i * M)``. Data parallelism averages
   gradients over the K ranks and accumulation adds micro-steps up, so the step optimises
   ``(1/M) * sum_i mean_{t in i} loss_t`` — the mean over sequences of each sequence's mean token loss.
-* loss weighting off: every target token weighs ``K / T`` — the token mean over the whole step, the same
-  whatever the split into ranks and micro-steps.
+* loss weighting off, packed batching: every target token of pack u weighs ``K / (T_u * P)``, with
+  ``T_u`` the target tokens of the pack and ``P`` the packs of the step (all ranks and micro-steps): the
+  step optimises ``(1/P) * sum_u mean_{t in u} loss_t``, each pack's token mean averaged over packs and
+  processes. This is the paper's Eq. 3 and what the reference computes (a token-mean loss per pack,
+  averaged by data parallelism), so the packing-without-weighting ablation is reproduced; it is not a
+  bug. Long sequences in short packs weigh more than in one token mean over the step.
+* loss weighting off, naive or sorted batching: every target token weighs ``K / T`` — the token mean
+  over the whole step, the same whatever the split into ranks and micro-steps.
 
 The reference also cuts its first 32 packs to 32k tokens and doubles their weights as a memory warm-up;
 that changes the objective and is not reproduced.
@@ -15,8 +21,10 @@ that changes the objective and is not reproduced.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
+
+from components.trainers.batching import Step, step_rows
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +46,27 @@ def row_weights(
         return {i: world_size / (n_targets[i] * m) if n_targets[i] else 0.0 for i in rows}
     total = sum(n_targets[i] for i in rows)
     return {i: world_size / total if total else 0.0 for i in rows}
+
+
+def pack_weights(units: Iterable[Sequence[int]], n_targets: Mapping[int, int], world_size: int) -> dict[int, float]:
+    """Per-token loss weight of each row for packing without loss weighting (paper Eq. 3).
+
+    ``units`` are the packs of the whole step (all ranks, all micro-steps), each a sequence of row indices.
+    A row of pack u weighs ``world_size / (T_u * P)``: ``T_u`` the pack's target tokens, ``P`` the packs
+    that have any. Packs without targets weigh 0 and are not counted.
+    """
+    totals = [(tuple(u), sum(n_targets[i] for i in u)) for u in units]
+    packs = sum(1 for _, t in totals if t > 0)
+    return {i: world_size / (t * packs) if t else 0.0 for u, t in totals for i in u}
+
+
+def step_weights(step: Step, n_targets: Mapping[int, int], world_size: int, weighting: bool,
+                 packed: bool) -> dict[int, float]:
+    """Per-token loss weight of each row of one optimizer step: ``row_weights`` (loss weighting, or the
+    step's token mean) or, for packing without loss weighting, ``pack_weights``."""
+    if packed and not weighting:
+        return pack_weights((unit for micro in step for rank in micro for unit in rank), n_targets, world_size)
+    return row_weights(step_rows(step), n_targets, world_size, weighting)
 
 
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

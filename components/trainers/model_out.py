@@ -70,6 +70,11 @@ def training_summary(p: SFTParams, history: list[dict], stage: str) -> TrainingS
     }
     if p.lora is not None:
         settings["lora"] = p.lora.model_dump()
+    if p.special_tokens:
+        settings["special_tokens"] = p.special_tokens
+    if p.mask_spans:
+        settings["mask_spans"] = [list(pair) for pair in p.mask_spans]
+        settings["compat"] = p.compat
     weighting = " and per-sequence loss weighting" if p.loss_weighting else ""
     return TrainingSummary(
         component=SFT.type,

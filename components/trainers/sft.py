@@ -23,13 +23,14 @@ import logging
 from dataclasses import asdict
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from components.base import Context, Fields, ModelSlot, Params, WholeComponent
 from components.trainers.loop import train
+from components.trainers.special_tokens import add_special_tokens, resolve_special_tokens
 from components.trainers.step_log import StepLog, TrackingParams
 from components.trainers.tokenize import STATS_NAME as TOKENIZE_STATS_NAME
-from components.trainers.tokenize import TokenizeStats, load_tokenizer, tokenize_records
+from components.trainers.tokenize import MaskSpans, TokenizeStats, load_tokenizer, tokenize_records
 from registry.resolved import ResolvedModel
 
 TRAIN_STATS = "train"  # name of the training statistics in the stats channel
@@ -109,8 +110,9 @@ class SFTParams(TrackingParams):
     )
     loss_weighting: bool = Field(
         True,
-        description="Mean over sequences of each sequence's mean token loss (paper Eq. 2); false: mean over "
-        "all target tokens of the optimizer step.",
+        description="Mean over sequences of each sequence's mean token loss (paper Eq. 2); false: packed "
+        "batching takes each pack's mean token loss averaged over the step's packs and processes (paper Eq. 3, "
+        "as the reference), naive and sorted the mean over all target tokens of the optimizer step.",
     )
     group_size: int | None = Field(
         None,
@@ -138,6 +140,31 @@ class SFTParams(TrackingParams):
         200, ge=1, description="Checkpoint every this many optimizer steps (reference: 200)."
     )
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept in the stage's scratch folder.")
+    special_tokens: list[str] | str | None = Field(
+        None, description="Tokens added to the tokenizer as single special tokens, or a preset name ('selfrag': "
+        "the 15 Self-RAG reflection tokens); new embedding rows start at the mean of the existing rows and, "
+        "under LoRA, the rows of these tokens are trained (components.trainers.special_tokens).")
+    mask_spans: list[tuple[str, str]] = Field(
+        default_factory=list, description="(open, close) marker pairs, e.g. [['<paragraph>', '</paragraph>']]: "
+        "the text strictly between each opening marker and the next closing one carries no loss, each span "
+        "on its own; markers and the text between spans are trained (chat records only; see "
+        "components.trainers.span_mask).")
+    compat: Literal["default", "reference"] = Field(
+        "default", description="reference: mask_spans masks from the first opening to the last closing marker, "
+        "the text between passages included (the Self-RAG reference's masking).")
+
+    @field_validator("mask_spans")
+    @classmethod
+    def _markers_not_empty(cls, value: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        if any(not a or not b for a, b in value):
+            raise ValueError("mask_spans markers must not be empty")
+        return value
+
+    @field_validator("special_tokens")
+    @classmethod
+    def _known_preset(cls, value: list[str] | str | None) -> list[str] | str | None:
+        resolve_special_tokens(value)  # an unknown preset name is an error here, before anything runs
+        return value
 
 
 class SFT(WholeComponent):
@@ -145,7 +172,8 @@ class SFT(WholeComponent):
 
     ``batching`` picks naive, sorted or packed batching; ``loss_weighting`` makes the loss the mean over
     sequences of per-sequence mean token losses (paper Eq. 2), exact under gradient accumulation and data
-    parallelism. Where the reference code deviates from the method, the method is the default:
+    parallelism; packing without it takes each pack's mean token loss averaged over packs and processes
+    (paper Eq. 3, as the reference computes; ``components.trainers.loss``). Where the reference code deviates from the method, the method is the default:
     sorted batching uses true row lengths and keeps the incomplete last group; packing keeps the last
     partial pack (``drop_last_pack: true`` gives the reference); the reference's warm-up hack (first 32
     packs cut to 32k tokens with doubled weights) is not reproduced. Positions are not reset inside a
@@ -242,7 +270,11 @@ def tokenized_rows(
     done = [{**r, "labels": r.get("labels", r["input_ids"])} for r in records if "input_ids" in r]
     stats = None
     if chat:
-        rows, stats = tokenize_records(chat, load_tokenizer(base, p.chat_template), p.max_length)
+        tok = load_tokenizer(base, p.chat_template)
+        add_special_tokens(tok, resolve_special_tokens(p.special_tokens))
+        mask = MaskSpans(tuple((a, b) for a, b in p.mask_spans), whole=p.compat == "reference") \
+            if p.mask_spans else None
+        rows, stats = tokenize_records(chat, tok, p.max_length, mask=mask)
         logger.info(
             "train.sft: tokenized %d of %d chat records (%d without target, %d invalid)",
             stats.rows_out,

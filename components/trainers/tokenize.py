@@ -24,6 +24,7 @@ from pydantic import Field
 
 from components.base import Context, Fields, ModelSlot, Params, WholeComponent
 from components.loaders.sharegpt import normalise_conversation
+from components.trainers.span_mask import passage_char_spans
 
 if TYPE_CHECKING:
     from registry.resolved import ResolvedModel
@@ -101,24 +102,38 @@ def assistant_char_spans(
 
 
 def tokenize_messages(
-    tokenizer: Any, messages: list[dict], max_length: int
+    tokenizer: Any, messages: list[dict], max_length: int, mask: MaskSpans | None = None
 ) -> tuple[list[int], list[int], bool]:
-    """``(input_ids, labels, truncated)``; labels are -100 outside the assistant turns."""
+    """``(input_ids, labels, truncated)``; labels are -100 outside the assistant turns and inside the
+    ``mask`` spans (``components.trainers.span_mask``)."""
 
     def render(msgs: list[dict], gen: bool) -> str:
         return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
 
     text, spans = assistant_char_spans(render, messages)
-    ids, token_spans = _token_spans(tokenizer, text, spans)
+    masked = passage_char_spans(text, mask.pairs, whole=mask.whole) if mask is not None else []
+    ids, token_spans = _token_spans(tokenizer, text, spans + masked)
     labels = [IGNORE_INDEX] * len(ids)
-    for a, b in token_spans:
+    for a, b in token_spans[: len(spans)]:
         labels[a:b] = ids[a:b]
+    for a, b in token_spans[len(spans):]:
+        labels[a:b] = [IGNORE_INDEX] * (b - a)
     truncated = len(ids) > max_length
     return ids[:max_length], labels[:max_length], truncated
 
 
+@dataclass(frozen=True)
+class MaskSpans:
+    """Marker pairs whose inner text is masked from the loss; ``whole``: one span from the first opening
+    to the last closing marker (the Self-RAG reference)."""
+
+    pairs: tuple[tuple[str, str], ...]
+    whole: bool = False
+
+
 def tokenize_records(
-    records: Sequence[dict], tokenizer: Any, max_length: int, advance: Callable[[int], None] | None = None
+    records: Sequence[dict], tokenizer: Any, max_length: int, advance: Callable[[int], None] | None = None,
+    mask: MaskSpans | None = None,
 ) -> tuple[list[dict], TokenizeStats]:
     """Tokenize chat records (``messages`` or ShareGPT ``conversations``); see the module docstring.
 
@@ -136,7 +151,7 @@ def tokenize_records(
             stats.invalid += 1
             continue
         try:
-            ids, labels, truncated = tokenize_messages(tokenizer, prepare_messages(messages), max_length)
+            ids, labels, truncated = tokenize_messages(tokenizer, prepare_messages(messages), max_length, mask)
         except TemplateError:
             stats.invalid += 1
             continue

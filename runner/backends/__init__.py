@@ -43,6 +43,7 @@ def open_llm(model: ResolvedModel, *, options: dict[str, Any] | None = None,
             device=settings.device,
             tokenizer_path=tokenizer_path,
             num_threads=settings.num_threads,
+            trust_remote_code=settings.trust_remote_code,
         )
     if model.backend == "openai":
         from runner.backends.openai_backend import OpenAILLM
@@ -54,10 +55,14 @@ def open_llm(model: ResolvedModel, *, options: dict[str, Any] | None = None,
 
 
 def open_embedder(model: ResolvedModel, *, options: dict[str, Any] | None = None) -> Embedder:
-    """A sentence embedder for a resolved local encoder model (mean pooling + L2 norm by default)."""
+    """A sentence embedder for a resolved local encoder model (mean pooling + L2 norm by default):
+    through sentence-transformers where it is installed and the folder is one of its models, otherwise
+    with plain transformers (the same pooling and prompts, read from the folder's files)."""
+    from runner.backends import embed_st
     from runner.backends.embed import HFEmbedder
+    from runner.backends.hf_loading import model_folder
     from runner.backends.options import settings_for
 
     settings = settings_for(model, options, backend="embed")
-    return HFEmbedder(model, batch_size=settings.batch_size, device=settings.device,
-                      max_length=settings.max_length)
+    cls = embed_st.STEmbedder if embed_st.usable(model_folder(model)) else HFEmbedder
+    return cls(model, batch_size=settings.batch_size, device=settings.device, max_length=settings.max_length)

@@ -11,6 +11,16 @@ one request (vLLM and OpenAI-style ``n``, transformers ``num_return_sequences``)
 first one; ``usage`` counts the prompt once and the tokens of all replies). A backend without
 ``supports_n`` answers one reply per conversation whatever ``n`` says; callers that need ``n`` replies ask
 such a backend ``n`` times.
+
+``Sampling.logprob_tokens`` asks for the log-probabilities of given tokens (each one token of the model's
+vocabulary, e.g. Self-RAG's reflection tokens) at every generated position: each ``TokenLogprob`` then
+carries them in ``tracked`` (a token the backend did not return is left out), the reply's text keeps those
+tokens even when the tokenizer marks them special, and the reply carries ``cumulative_logprob``. With
+``max_new_tokens=1`` this is the next-token distribution after the prompt, at the cost of one step. Only the
+local backends (``LOCAL_BACKENDS``) can do this; API backends raise ``ValueError``.
+
+A conversation whose last message is an assistant message is continued: the prompt ends with that
+message's text (no end-of-turn marker), and the reply is what follows it.
 """
 
 from __future__ import annotations
@@ -122,6 +132,8 @@ class Sampling(BaseModel):
     logprobs: int | None = Field(None, ge=0, description="return this many top logprobs per generated token")
     n: int = Field(1, ge=1, description="replies per conversation (see ``ChatResult.choices``)")
     format: Format | None = Field(None, description="the output format enforced while decoding (None: free)")
+    logprob_tokens: list[str] | None = Field(
+        None, description="return these tokens' log-probabilities at every generated position (local backends)")
 
     @model_serializer(mode="wrap")
     def _without_free_format(self, handler: SerializerFunctionWrapHandler) -> Any:
@@ -132,6 +144,8 @@ class Sampling(BaseModel):
             data.pop("format", None)
         if isinstance(data, dict) and data.get("n") == 1:  # likewise for one reply per conversation
             data.pop("n", None)
+        if isinstance(data, dict) and data.get("logprob_tokens") is None:
+            data.pop("logprob_tokens", None)
         return data
 
 
@@ -150,6 +164,8 @@ class TokenLogprob(BaseModel):
     token: str
     logprob: float
     top: dict[str, float] = Field(default_factory=dict)
+    # with Sampling.logprob_tokens: those tokens' log-probabilities at this position
+    tracked: dict[str, float] = Field(default_factory=dict)
 
 
 class Choice(BaseModel):
@@ -158,6 +174,7 @@ class Choice(BaseModel):
     text: str = ""
     finish_reason: str | None = None
     logprobs: list[TokenLogprob] | None = None
+    cumulative_logprob: float | None = None  # with Sampling.logprob_tokens: the sum of the tokens' logprobs
 
 
 class ChatResult(BaseModel):
@@ -169,6 +186,7 @@ class ChatResult(BaseModel):
     cached: bool = False  # served from the stage's call cache (not paid again)
     # with Sampling.n > 1 on a backend that supports it: every reply, in order (None otherwise)
     choices: list[Choice] | None = None
+    cumulative_logprob: float | None = None  # with Sampling.logprob_tokens: the sum of the tokens' logprobs
 
     def replies(self) -> list[str]:
         """The text of every reply: the choices' texts, or ``[text]`` for a single reply."""
@@ -179,7 +197,14 @@ class ChatResult(BaseModel):
         """A result holding ``choices`` (the first one also as ``text``/``finish_reason``/``logprobs``)."""
         first = choices[0]
         return cls(text=first.text, finish_reason=first.finish_reason, logprobs=first.logprobs, usage=usage,
-                   choices=list(choices))
+                   choices=list(choices), cumulative_logprob=first.cumulative_logprob)
+
+    def all_choices(self) -> list[Choice]:
+        """Every reply as a ``Choice`` (the single reply when ``choices`` is None)."""
+        if self.choices is not None:
+            return list(self.choices)
+        return [Choice(text=self.text, finish_reason=self.finish_reason, logprobs=self.logprobs,
+                       cumulative_logprob=self.cumulative_logprob)]
 
 
 class ScoreResult(BaseModel):
@@ -245,6 +270,14 @@ class Embedder(ABC):
     @abstractmethod
     def embed(self, texts: list[str]) -> Any:
         """L2-normalised embeddings, a float32 numpy array of shape (len(texts), dim)."""
+
+    def embed_queries(self, texts: list[str]) -> Any:
+        """``embed`` for search queries, with the model's query prompt where it defines one."""
+        return self.embed(texts)
+
+    def embed_documents(self, texts: list[str]) -> Any:
+        """``embed`` for the passages searched, with the model's document prompt where it defines one."""
+        return self.embed(texts)
 
 
 class BudgetExceeded(RuntimeError):

@@ -42,6 +42,23 @@ class HFEmbedder(Embedder):
                 return "max"
         return "mean"
 
+    def prompts(self) -> dict[str, str]:
+        """The model's ``query`` and ``document`` prompts from its sentence-transformers config; as
+        sentence-transformers' ``encode_document``, the first of ``document``, ``passage``, ``corpus`` the
+        config names (even when empty). Empty strings where it defines none."""
+        config = self.folder / "config_sentence_transformers.json"
+        found = (json.loads(config.read_text()).get("prompts") or {}) if config.is_file() else {}
+        document = next((found[k] for k in ("document", "passage", "corpus") if k in found), "")
+        return {"query": str(found.get("query") or ""), "document": str(document)}
+
+    def embed_queries(self, texts: list[str]) -> Any:
+        prompt = self.prompts()["query"]
+        return self.embed([prompt + t for t in texts])
+
+    def embed_documents(self, texts: list[str]) -> Any:
+        prompt = self.prompts()["document"]
+        return self.embed([prompt + t for t in texts])
+
     def _limit(self, tok: Any) -> int:
         if self.max_length:
             return self.max_length

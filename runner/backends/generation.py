@@ -1,10 +1,11 @@
-"""Decoding arguments and the stopping tracker of the transformers backend's ``generate`` calls."""
+"""Decoding arguments, the stopping tracker and the reply's tokens of the transformers backend's
+``generate`` calls."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from runner.backends.base import Sampling
+from runner.backends.base import Sampling, TokenLogprob
 
 
 def generation_kwargs(sampling: Sampling) -> dict[str, Any]:
@@ -53,3 +54,44 @@ class _FinishTracker:
                 if any(s in tail for s in self.stops):
                     self.finished_at[i] = step
         return torch.tensor([f is not None for f in self.finished_at], device=input_ids.device)
+
+
+def tracked_ids(tok: Any, tokens: list[str]) -> dict[str, int]:
+    """The vocabulary id of each ``Sampling.logprob_tokens`` entry; ``ValueError`` for a token that is not
+    one token of the vocabulary (e.g. reflection tokens asked of a model not trained with them)."""
+    vocab = tok.get_vocab()
+    missing = [t for t in tokens if t not in vocab]
+    if missing:
+        raise ValueError(f"logprob_tokens {missing} are not single tokens of this model's vocabulary "
+                         "(a model trained with them, e.g. train.sft special_tokens, has them)")
+    return {t: int(vocab[t]) for t in tokens}
+
+
+def reply_text(tok: Any, kept: list[int], wanted: dict[str, int] | None) -> str:
+    """The reply's text without special tokens, but keeping the tracked ones (``wanted``) even when the
+    tokenizer marks them special."""
+    if not wanted:
+        return tok.decode(kept, skip_special_tokens=True)
+    keep = set(wanted.values())
+    special = set(tok.all_special_ids)
+    return tok.decode([t for t in kept if t not in special or t in keep], skip_special_tokens=False)
+
+
+def token_logprobs(tok: Any, logits: Any, row: int, kept: list[int], top: int | None,
+                   wanted: dict[str, int] | None = None) -> list[TokenLogprob]:
+    """Per generated token of batch row ``row``: its logprob, the ``top`` best and the ``wanted`` tokens'
+    (from ``generate``'s raw ``logits``, one tensor of shape (rows, vocab) per step)."""
+    import torch
+
+    out = []
+    for step, token_id in enumerate(kept):
+        lp = torch.log_softmax(logits[step][row].float(), dim=-1)
+        best: dict[str, float] = {}
+        if top:
+            values, indices = torch.topk(lp, k=min(top, lp.shape[-1]))
+            for v, j in zip(values.tolist(), indices.tolist()):
+                best.setdefault(tok.decode([j]), v)
+        tracked = {t: float(lp[i]) for t, i in wanted.items() if i < lp.shape[-1]} if wanted else {}
+        out.append(TokenLogprob(token=tok.decode([token_id]), logprob=float(lp[token_id]), top=best,
+                                tracked=tracked))
+    return out

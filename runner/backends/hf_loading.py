@@ -41,8 +41,14 @@ def trained_info(folder: Path) -> dict[str, Any] | None:
 
 def render_chat(tokenizer: Any, conversation: list[dict], chat_template: str | None = None) -> str:
     """A conversation as prompt text ending with the assistant's turn opening: ``chat_template`` when
-    given, else the tokenizer's own template, else a plain ``role: content`` layout."""
+    given, else the tokenizer's own template, else a plain ``role: content`` layout. A conversation whose
+    last message is the assistant's ends with that message's text instead (the reply continues it)."""
     template = chat_template or getattr(tokenizer, "chat_template", None) or PLAIN_CHAT_TEMPLATE
+    if conversation and conversation[-1].get("role") == "assistant":
+        return tokenizer.apply_chat_template(
+            conversation, chat_template=template, tokenize=False, add_generation_prompt=False,
+            continue_final_message=True,
+        )
     return tokenizer.apply_chat_template(
         conversation, chat_template=template, tokenize=False, add_generation_prompt=True
     )

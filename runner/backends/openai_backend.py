@@ -188,6 +188,9 @@ class OpenAILLM(LLM):
 
     def chat(self, conversations: list[list[dict]], sampling: Sampling,
              on_result: Callable[[int, ChatResult], None] | None = None) -> list[ChatResult]:
+        if sampling.logprob_tokens:
+            raise ValueError("the openai backend cannot return the log-probabilities of given tokens "
+                             "(Sampling.logprob_tokens); use a local model (transformers or vllm)")
         if not conversations:
             return []
         # the callback is taken now, in the caller's thread: concurrent callers each keep their own

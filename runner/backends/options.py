@@ -43,6 +43,10 @@ class TransformersOptions(BackendOptions):
         None, ge=1, description="torch's CPU threads, set when the model loads (process-wide; on a small "
         "shared machine 1 is often many times faster than torch's default)"
     )
+    trust_remote_code: bool = Field(
+        False, description="run the model repository's own code (its tokenizer, model class and helpers such as "
+        "LongCite's query_longcite); only for repositories you trust"
+    )
 
 
 class VLLMDeclaredOptions(BackendOptions):

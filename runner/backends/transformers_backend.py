@@ -26,8 +26,14 @@ from typing import Any
 
 from registry.model_folder import load_causal_lm, load_config, load_tokenizer
 from registry.resolved import ResolvedModel
-from runner.backends.base import LLM, ChatResult, Choice, Format, Sampling, ScoreResult, TokenLogprob, Usage
-from runner.backends.generation import _FinishTracker, generation_kwargs
+from runner.backends.base import LLM, ChatResult, Choice, Format, Sampling, ScoreResult, Usage
+from runner.backends.generation import (
+    _FinishTracker,
+    generation_kwargs,
+    reply_text,
+    token_logprobs,
+    tracked_ids,
+)
 from runner.backends.hf_loading import chat_prompt_ids
 
 
@@ -51,6 +57,7 @@ class TransformersLLM(LLM):
         device: str | None = None,
         tokenizer_path: Any = None,
         num_threads: int | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -61,6 +68,7 @@ class TransformersLLM(LLM):
         self.device_name = device
         self.tokenizer_path = tokenizer_path
         self.num_threads = num_threads
+        self.trust_remote_code = trust_remote_code
         self.on_result: Callable[[int, ChatResult], None] | None = None
         self._lm: Any = None
         self._tok: Any = None
@@ -74,7 +82,7 @@ class TransformersLLM(LLM):
         with self._lock:
             if self._tok is None:
                 source = self.tokenizer_path if self.tokenizer_path is not None else self.model
-                self._tok = load_tokenizer(source, padding_side="left")
+                self._tok = load_tokenizer(source, padding_side="left", trust_remote_code=self.trust_remote_code)
             return self._tok
 
     def _model(self) -> Any:
@@ -84,12 +92,28 @@ class TransformersLLM(LLM):
                     import torch
 
                     torch.set_num_threads(self.num_threads)
-                self._lm = load_causal_lm(self.model, dtype=self.dtype, device=self.device_name)
+                self._lm = load_causal_lm(self.model, dtype=self.dtype, device=self.device_name,
+                                          trust_remote_code=self.trust_remote_code)
             return self._lm
 
     def load(self) -> None:
         self.tokenizer()
         self._model()
+
+    def model_method(self, name: str) -> Callable[..., Any] | None:
+        """The loaded model's own method ``name`` (e.g. LongCite's ``query_longcite``), when the model's
+        repository code is trusted (``trust_remote_code``) and defines it; None otherwise. Calls to it
+        hold the backend's lock, so they do not overlap with ``chat``."""
+        if not self.trust_remote_code:
+            return None
+        method = getattr(self._model(), name, None)
+        if not callable(method):
+            return None
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return method(*args, **kwargs)
+        return locked
 
     @property
     def device(self) -> Any:
@@ -98,7 +122,7 @@ class TransformersLLM(LLM):
     @property
     def context_length(self) -> int | None:
         if self._context_length is None:
-            config = load_config(self.model)
+            config = load_config(self.model, trust_remote_code=self.trust_remote_code)
             self._context_length = getattr(config, "max_position_embeddings", None)
         return self._context_length
 
@@ -134,6 +158,8 @@ class TransformersLLM(LLM):
         report = on_result if on_result is not None else self.on_result
         if sampling.format is not None:  # a bad format is the caller's error: raise it before generating
             self.check_format(sampling.format)
+        if sampling.logprob_tokens:  # likewise a tracked token that is not one token of the vocabulary
+            tracked_ids(self.tokenizer(), sampling.logprob_tokens)
         results: list[ChatResult | None] = [None] * len(conversations)
         prompts = [self._prompt_ids(c) for c in conversations]
         limit = self.context_length
@@ -192,7 +218,7 @@ class TransformersLLM(LLM):
                 eos_token_id=sorted(eos) or None,
                 stopping_criteria=StoppingCriteriaList([tracker]),
                 return_dict_in_generate=True,
-                output_logits=sampling.logprobs is not None,
+                output_logits=sampling.logprobs is not None or bool(sampling.logprob_tokens),
             )
             if sampling.format is not None:
                 # applied before temperature / top-p (transformers runs given processors first)
@@ -202,7 +228,8 @@ class TransformersLLM(LLM):
             with self._seeded(sampling), torch.no_grad():
                 out = lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
             generated = out.sequences[:, prompt_len:].tolist()
-            logits = out.logits if sampling.logprobs is not None else None
+            logits = out.logits if kwargs["output_logits"] else None
+        wanted = tracked_ids(tok, sampling.logprob_tokens) if sampling.logprob_tokens else None
 
         results = []
         for b, prompt in enumerate(batch):
@@ -212,16 +239,18 @@ class TransformersLLM(LLM):
                 finished = tracker.finished_at[row]
                 kept = generated[row][:finished] if finished is not None else generated[row]
                 used += len(kept)
+                lps = token_logprobs(tok, logits, row, kept, sampling.logprobs, wanted) if logits is not None else None
                 choices.append(Choice(
-                    text=_cut_at_stop(tok.decode(kept, skip_special_tokens=True), sampling.stop),
+                    text=_cut_at_stop(reply_text(tok, kept, wanted), sampling.stop),
                     finish_reason="stop" if finished is not None else "length",
-                    logprobs=_token_logprobs(tok, logits, row, kept, sampling.logprobs)
-                    if logits is not None else None,
+                    logprobs=lps,
+                    cumulative_logprob=sum(t.logprob for t in lps) if wanted is not None and lps else None,
                 ))
             usage = Usage(prompt_tokens=len(prompt), completion_tokens=used)
             if sampling.n == 1:
                 results.append(ChatResult(text=choices[0].text, finish_reason=choices[0].finish_reason,
-                                          logprobs=choices[0].logprobs, usage=usage))
+                                          logprobs=choices[0].logprobs, usage=usage,
+                                          cumulative_logprob=choices[0].cumulative_logprob))
             else:  # a greedy request decoded once: every reply is that one
                 usage.completion_tokens *= sampling.n // per_prompt
                 results.append(ChatResult.of_choices(choices * (sampling.n // per_prompt), usage))
@@ -329,21 +358,6 @@ class TransformersLLM(LLM):
 def _cut_at_stop(text: str, stops: list[str]) -> str:
     cuts = [text.find(s) for s in stops if s and s in text]
     return text[: min(cuts)] if cuts else text
-
-
-def _token_logprobs(tok: Any, logits: Any, row: int, kept: list[int], top: int | None) -> list[TokenLogprob]:
-    import torch
-
-    out = []
-    for step, token_id in enumerate(kept):
-        lp = torch.log_softmax(logits[step][row].float(), dim=-1)
-        best: dict[str, float] = {}
-        if top:
-            values, indices = torch.topk(lp, k=min(top, lp.shape[-1]))
-            for v, j in zip(values.tolist(), indices.tolist()):
-                best.setdefault(tok.decode([j]), v)
-        out.append(TokenLogprob(token=tok.decode([token_id]), logprob=float(lp[token_id]), top=best))
-    return out
 
 
 def _gather_logprobs(logits: Any, row: list[int]) -> list[float]:

@@ -24,6 +24,7 @@ from typing import Any
 from registry.model_folder import load_config, load_tokenizer, model_folder
 from registry.resolved import ResolvedModel
 from runner.backends.base import LLM, ChatResult, Choice, Format, Sampling, ScoreResult, TokenLogprob, Usage
+from runner.backends.generation import tracked_ids
 from runner.backends.hf_loading import chat_prompt_ids, trained_info
 from runner.backends.options import VLLMOptions
 
@@ -31,8 +32,13 @@ from runner.backends.options import VLLMOptions
 ENGINE_OPTIONS = tuple(VLLMOptions.model_fields)
 
 
-def sampling_kwargs(sampling: Sampling) -> dict[str, Any]:
-    """Keyword arguments of ``vllm.SamplingParams`` for our sampling settings."""
+def sampling_kwargs(sampling: Sampling, vocab_size: int | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.SamplingParams`` for our sampling settings.
+
+    ``logprob_tokens`` asks vLLM for the logprobs of the whole vocabulary (``vocab_size`` entries; the
+    engine's ``max_logprobs`` must allow it, as the Self-RAG zoo entries set) from which ``chat_result``
+    keeps the tracked tokens, and keeps special tokens in the text (the tracked ones may be special), with no
+    spaces added around them."""
     greedy = sampling.temperature == 0
     kwargs: dict[str, Any] = {
         "n": sampling.n,
@@ -46,6 +52,12 @@ def sampling_kwargs(sampling: Sampling) -> dict[str, Any]:
         kwargs["seed"] = sampling.seed
     if sampling.logprobs is not None:
         kwargs["logprobs"] = sampling.logprobs
+    if sampling.logprob_tokens:
+        if vocab_size is None:
+            raise ValueError("logprob_tokens needs the vocabulary size")
+        kwargs["logprobs"] = max(vocab_size, sampling.logprobs or 0)
+        kwargs["skip_special_tokens"] = False
+        kwargs["spaces_between_special_tokens"] = False  # the text is the tokens' text, nothing added
     return kwargs
 
 
@@ -109,8 +121,10 @@ def _entries(position: Any) -> dict[int, Any]:
     return dict(position.items()) if position is not None else {}
 
 
-def _token_logprob(token_id: int, entries: dict[int, Any], top: int, decode: Callable[[int], str]) -> TokenLogprob:
-    """One generated token's logprob from vLLM's ``{token_id: Logprob}`` (sampled token plus top-k)."""
+def _token_logprob(token_id: int, entries: dict[int, Any], top: int, decode: Callable[[int], str],
+                   wanted: dict[str, int] | None = None) -> TokenLogprob:
+    """One generated token's logprob from vLLM's ``{token_id: Logprob}`` (sampled token plus top-k, and
+    the ``wanted`` tracked tokens found among the entries)."""
     def text(tid: int, lp: Any) -> str:
         return lp.decoded_token if getattr(lp, "decoded_token", None) is not None else decode(tid)
 
@@ -119,30 +133,36 @@ def _token_logprob(token_id: int, entries: dict[int, Any], top: int, decode: Cal
     for tid, lp in ranked:
         best.setdefault(text(tid, lp), lp.logprob)
     chosen = entries[token_id]
-    return TokenLogprob(token=text(token_id, chosen), logprob=chosen.logprob, top=best)
+    tracked = {t: entries[i].logprob for t, i in (wanted or {}).items() if i in entries}
+    return TokenLogprob(token=text(token_id, chosen), logprob=chosen.logprob, top=best, tracked=tracked)
 
 
-def _choice(completion: Any, sampling: Sampling, decode: Callable[[int], str]) -> Choice:
+def _choice(completion: Any, sampling: Sampling, decode: Callable[[int], str],
+            wanted: dict[str, int] | None) -> Choice:
     logprobs = None
-    if sampling.logprobs is not None and completion.logprobs is not None:
+    if (sampling.logprobs is not None or wanted) and completion.logprobs is not None:
         logprobs = [
-            _token_logprob(tid, _entries(pos), sampling.logprobs, decode)
+            _token_logprob(tid, _entries(pos), sampling.logprobs or 0, decode, wanted)
             for tid, pos in zip(completion.token_ids, completion.logprobs)
         ]
-    return Choice(text=completion.text, finish_reason=completion.finish_reason, logprobs=logprobs)
+    cumulative = getattr(completion, "cumulative_logprob", None) if wanted else None
+    return Choice(text=completion.text, finish_reason=completion.finish_reason, logprobs=logprobs,
+                  cumulative_logprob=cumulative)
 
 
-def chat_result(output: Any, sampling: Sampling, decode: Callable[[int], str]) -> ChatResult:
+def chat_result(output: Any, sampling: Sampling, decode: Callable[[int], str],
+                wanted: dict[str, int] | None = None) -> ChatResult:
     """A ChatResult from a vLLM ``RequestOutput``: its first completion, or all of them (``choices``) when
-    ``sampling.n > 1``."""
+    ``sampling.n > 1``. ``wanted``: the tracked tokens' ids (``Sampling.logprob_tokens``)."""
     completions = list(output.outputs)[: sampling.n]
     usage = Usage(prompt_tokens=len(output.prompt_token_ids),
                   completion_tokens=sum(len(c.token_ids) for c in completions))
-    choices = [_choice(c, sampling, decode) for c in completions]
+    choices = [_choice(c, sampling, decode, wanted) for c in completions]
     if sampling.n > 1:
         return ChatResult.of_choices(choices, usage)
     first = choices[0]
-    return ChatResult(text=first.text, usage=usage, finish_reason=first.finish_reason, logprobs=first.logprobs)
+    return ChatResult(text=first.text, usage=usage, finish_reason=first.finish_reason, logprobs=first.logprobs,
+                      cumulative_logprob=first.cumulative_logprob)
 
 
 def score_result(output: Any, convert: Callable[[list[int]], list[str]]) -> ScoreResult:
@@ -241,8 +261,9 @@ class VLLMLLM(LLM):
         report = on_result if on_result is not None else self.on_result
         engine = self._get_engine()
         tok = self.tokenizer()
+        wanted = tracked_ids(tok, sampling.logprob_tokens) if sampling.logprob_tokens else None
         prompts = [{"prompt_token_ids": self._prompt_ids(c)} for c in conversations]
-        kwargs = sampling_kwargs(sampling)
+        kwargs = sampling_kwargs(sampling, len(tok))
         if sampling.format is not None:
             import vllm.sampling_params
 
@@ -250,7 +271,7 @@ class VLLMLLM(LLM):
         outputs = engine.generate(prompts, vllm.SamplingParams(**kwargs), use_tqdm=False)
         results = []
         for i, out in enumerate(outputs):
-            result = chat_result(out, sampling, lambda tid: tok.decode([tid]))
+            result = chat_result(out, sampling, lambda tid: tok.decode([tid]), wanted)
             results.append(result)
             if report is not None:
                 report(i, result)

@@ -34,12 +34,23 @@ def wire_inputs(stages: dict[str, StageSpec], classes: dict[str, type[Component]
                 problems.append(Problem(("stages", name, "inputs", port), "a stage cannot read its own output"))
             else:
                 deps[name].append(up)
+                problems += _artifact_problems(name, spec, port, cls, classes.get(up))
         if cls is not None:
             for port in cls.inputs:
                 if port not in spec.inputs and port not in cls.optional_inputs:
                     problems.append(Problem(("stages", name, "inputs"),
                                             f"{spec.type} needs input {port!r} (an upstream stage name)"))
     return deps, problems
+
+
+def _artifact_problems(name: str, spec: StageSpec, port: str, cls: type[Component] | None,
+                       up_cls: type[Component] | None) -> list[Problem]:
+    """A port that needs an artifact folder (e.g. a search index) must be fed by a stage that builds one."""
+    wanted = cls.artifact_inputs.get(port) if cls is not None else None
+    if not wanted or up_cls is None or up_cls.produces_artifact == wanted:
+        return []
+    return [Problem(("stages", name, "inputs", port), f"{spec.type} reads the {wanted!r} folder of the stage on input "
+                    f"{port!r}, and stage {spec.inputs[port]!r} ({up_cls.type}) builds none")]
 
 
 def order_stages(deps: dict[str, list[str]], stage_names: list[str]) -> tuple[list[str], list[Problem]]:

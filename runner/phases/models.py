@@ -144,6 +144,24 @@ def bind_models(stages: dict[str, StageSpec], classes: dict[str, type[Component]
                                                 f"{b.ref!r} is an API model"))
                 except KeyError:
                     pass
+            if ms.local and b.kind == "zoo" and _is_api(zoo, b):
+                problems.append(Problem(where, f"slot {slot!r} needs a local model (transformers or vllm: "
+                                        f"{spec.type} reads token log-probabilities); {b.ref!r} is an API model"))
             bound[slot] = b
         bindings[name] = bound
     return bindings, model_deps, problems
+
+
+def _is_api(zoo: Any, b: Binding) -> bool:
+    """Whether a zoo binding runs through the openai backend (an API model or an explicit backend)."""
+    if b.backend is not None:
+        return b.backend == "openai"
+    if b.ref.startswith("openai://"):
+        return True
+    if zoo is None:
+        return False
+    try:
+        entry = zoo.get(b.ref)
+    except KeyError:
+        return False
+    return entry.source.startswith("openai://") or entry.serving.get("backend") == "openai"

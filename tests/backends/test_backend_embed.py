@@ -69,3 +69,29 @@ def test_sentence_transformers_files_set_pooling_and_length(tiny_encoder, tmp_pa
     vectors = embedder.embed(TEXTS)
     for text, vec in zip(TEXTS, vectors):
         assert np.allclose(vec, manual(folder, text, mode="cls", limit=4), atol=1e-5)
+
+
+def test_sentence_transformers_folder_embeds_with_its_prompts_where_installed(tiny_encoder, tmp_path):
+    """Where sentence-transformers is installed, its model folders embed through it, with the model's
+    query and document prompts; the transformers path reads the same prompts and gives the same vectors."""
+    st = pytest.importorskip("sentence_transformers")
+    from sentence_transformers.models import Normalize, Pooling, Transformer
+
+    from runner.backends import embed_st
+    from runner.backends.embed import HFEmbedder
+
+    modules = [Transformer(str(tiny_encoder)), Pooling(24, "mean"), Normalize()]
+    model = st.SentenceTransformer(modules=modules, prompts={"query": "query: ", "document": "passage: "},
+                                   device="cpu")
+    folder = tmp_path / "st-model"
+    model.save(str(folder))
+    assert embed_st.usable(folder) and not embed_st.usable(tiny_encoder)
+    via_st, plain = embed_st.STEmbedder(folder), HFEmbedder(folder)
+    texts = ["the quick brown fox", "citations point to sentences"]
+    q = via_st.embed_queries(texts)
+    assert q.shape == (2, 24) and q.dtype == np.float32
+    np.testing.assert_allclose(q, plain.embed(["query: " + t for t in texts]), atol=1e-5)
+    np.testing.assert_allclose(via_st.embed_documents(texts), plain.embed(["passage: " + t for t in texts]),
+                               atol=1e-5)
+    np.testing.assert_allclose(plain.embed_queries(texts), q, atol=1e-5)
+    np.testing.assert_allclose(via_st.embed(texts), plain.embed(texts), atol=1e-5)

@@ -37,7 +37,7 @@ def test_options_override_the_zoo_entry_and_serving_keeps_only_what_the_backend_
     local = ResolvedModel(name="m", source="file://m", serving={"dtype": "bfloat16", "max_model_len": 4096,
                                                                  "trust_remote_code": True})
     s = settings_for(local, {"batch_size": 3})
-    assert s == TransformersOptions(batch_size=3, dtype="bfloat16")
+    assert s == TransformersOptions(batch_size=3, dtype="bfloat16", trust_remote_code=True)
     vllm = settings_for(local, {"dtype": "half"}, backend="vllm")
     assert (vllm.dtype, vllm.max_model_len, vllm.trust_remote_code, vllm.gpu_memory_utilization) == \
         ("half", 4096, True, None)

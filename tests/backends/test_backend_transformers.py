@@ -220,3 +220,19 @@ def test_load_opens_the_weights_now_and_fails_for_a_folder_without_them(tiny_lla
     empty = TransformersLLM(ResolvedModel(name="no-weights", source="file://x", path=tmp_path), device="cpu")
     with pytest.raises(OSError, match="model.safetensors|pytorch_model.bin"):
         empty.load()
+
+
+def test_model_methods_are_offered_only_with_trusted_remote_code(tiny_llama: Path):
+    model = ResolvedModel(name="tiny", source="file://tiny", path=tiny_llama)
+    assert TransformersLLM(model).model_method("generate") is None  # untrusted: never the model's own code
+    trusted = TransformersLLM(model, trust_remote_code=True)
+    assert trusted.model_method("query_longcite") is None  # a plain llama defines no such helper
+    forward = trusted.model_method("num_parameters")
+    assert forward is not None and forward() == trusted._model().num_parameters()
+
+
+def test_trust_remote_code_is_a_transformers_option():
+    from runner.backends.options import TransformersOptions
+
+    assert TransformersOptions().trust_remote_code is False
+    assert TransformersOptions(trust_remote_code=True).trust_remote_code is True

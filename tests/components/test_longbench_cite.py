@@ -144,8 +144,39 @@ def test_unparsable_verdicts_are_retried_at_temperature_one(tmp_path):
     relevance = [s.temperature for c, s in llm.calls if kind(c) == "relevance"]
     assert support == [0.0, 1.0, 1.0]
     assert relevance == [0.0, 1.0, 1.0, 1.0, 1.0]  # 5 tries in all
-    assert out[0]["recall"] == 1.0 and out[0]["precision"] == 0.0
+    # a verdict that never parsed leaves the response out of the citation scores, counted
+    assert (out[0]["recall"], out[0]["precision"], out[0]["f1"]) == (None, None, None)
+    assert out[0]["excluded"] is True and out[0]["unparsed_verdicts"] == 1
+    # the old behaviour as a param: the verdict scores 0
+    out, _ = judge([prediction([{"statement": "A.", "citation": [cite("a")]}])], ScriptedLLM(answer), tmp_path,
+                   correctness=False, unparsed_verdicts="zero")
+    assert out[0]["recall"] == 1.0 and out[0]["precision"] == 0.0 and out[0]["excluded"] is False
     assert out[0]["unparsed_verdicts"] == 1
+
+
+def test_labels_are_matched_by_substring_as_the_reference_does(tmp_path):
+    statements = [{"statement": "S1.", "citation": [cite("c1")]}, {"statement": "S2.", "citation": [cite("c2")]},
+                  {"statement": "S3.", "citation": [cite("c3")]}, {"statement": "U1.", "citation": []},
+                  {"statement": "U2.", "citation": []}]
+    llm = Judge(support={"S1.": "[[Not fully supported]]", "S2.": "[[mostly PARTIALLY]]", "S3.": "[[Unclear]]"},
+                relevance={"c1": "[[Unrelevant]]", "c2": "[[Somewhat relevant]]", "c3": "[[Irrelevant]]"},
+                need={"U1.": "[[yes indeed]]", "U2.": "[[Maybe]]"})
+    out, _ = judge([prediction(statements)], llm, tmp_path, correctness=False)
+    # support 1 ("fully" inside "not fully"), 0.5, 0 (unknown label); uncited: 1 - 1, 1 - 0
+    assert [st["support"] for st in out[0]["statements"][:3]] == [1.0, 0.5, 0.0]
+    assert out[0]["recall"] == pytest.approx((1 + 0.5 + 0 + 0 + 1) / 5)
+    # relevance: only a negative label scores 0
+    assert out[0]["precision"] == pytest.approx(1 / 3)
+
+
+def test_statements_and_snippets_are_stripped_and_a_blank_citation_scores_zero_unasked(tmp_path):
+    llm = Judge(support={"Spaced.": "[[Fully supported]]"}, relevance={"snip": "[[Relevant]]", "": "[[Relevant]]"})
+    statements = [{"statement": "  Spaced. \n", "citation": [cite(" snip\n")]},
+                  {"statement": "Blank cite.", "citation": [cite("  ")]}]
+    out, _ = judge([prediction(statements)], llm, tmp_path, correctness=False)
+    assert llm.kinds()["support"] == 1  # the statement citing only whitespace is not asked
+    assert [st["support"] for st in out[0]["statements"]] == [1.0, 0.0]
+    assert out[0]["recall"] == 0.5 and out[0]["precision"] == 1.0
 
 
 def correctness_of(dataset: str, reply, tmp_path, answer=("Paris",), **extra) -> tuple[dict, ScriptedLLM]:
@@ -173,7 +204,13 @@ def test_correctness_takes_the_best_reference(tmp_path):
 def test_unparsable_correctness_scores_one_half(tmp_path):
     got, llm = correctness_of("hotpotqa", lambda t: "It looks fine to me.", tmp_path)
     assert got["correctness"] == 0.5
-    assert [s.temperature for c, s in llm.calls if kind(c) == "correctness"] == [0.0, 1.0, 1.0, 1.0, 1.0]
+    # greedy re-asks, 5 tries for QA sets and summaries
+    assert [s.temperature for c, s in llm.calls if kind(c) == "correctness"] == [0.0] * 5
+    got, llm = correctness_of("gov_report", lambda t: "Fine.", tmp_path)
+    assert got["correctness"] == 0.5 and [s.temperature for c, s in llm.calls if kind(c) == "correctness"] == [0.0] * 5
+    # 2 tries for LongBench-Chat items
+    got, llm = correctness_of("longbench-chat", lambda t: "Fine.", tmp_path, few_shot_scores=[])
+    assert got["correctness"] == 0.5 and [s.temperature for c, s in llm.calls if kind(c) == "correctness"] == [0.0] * 2
     got, _ = correctness_of("hotpotqa", lambda t: "[[9]]", tmp_path)  # outside 1–3
     assert got["correctness"] == 0.5
 
@@ -286,3 +323,26 @@ def test_loader_errors_are_clear(tmp_path):
     path = write_bench(tmp_path, [{"idx": 0, "query": "Q"}])
     with pytest.raises(ValueError, match="record 0 lacks answer, context"):
         LongBenchCiteLoader(LongBenchCiteLoader.Params(path=path)).run({}, FakeCtx(tmp=tmp_path))
+
+
+def test_headline_citation_length_is_one_average_over_all_citations():
+    records = [{**scored("hotpotqa", 0.5), "citation_tokens": 10, "n_citations": 1},
+               {**scored("gov_report", 0.5), "citation_tokens": 30, "n_citations": 5}]
+    metrics = aggregate(records)
+    assert metrics["datasets"]["hotpotqa"]["citation_length"] == 10.0
+    assert metrics["datasets"]["gov_report"]["citation_length"] == 6.0
+    # 40 tokens over 6 citations, not (10 + 6) / 2 = 8
+    assert metrics["avg_citation_length"] == pytest.approx(40 / 6)
+
+
+def test_excluded_responses_leave_the_citation_means_but_are_counted():
+    excluded = {"dataset": "hotpotqa", "recall": None, "precision": None, "f1": None, "correctness": 1.0,
+                "citation_tokens": 100, "n_citations": 1}
+    records = [scored("hotpotqa", 0.2), scored("hotpotqa", 0.6), excluded]
+    metrics = aggregate(records)
+    row = metrics["datasets"]["hotpotqa"]
+    assert (row["n"], row["excluded"]) == (3, 1)
+    assert row["f1"] == pytest.approx(0.4) and row["recall"] == pytest.approx(0.4)  # (0.2 + 0.6) / 2, not / 3
+    assert row["correctness"] == pytest.approx((0.2 + 0.6 + 1.0) / 3)  # correctness is judged apart
+    assert row["citation_length"] == 5.0  # the excluded response's citation is not counted
+    assert metrics["excluded"] == 1 and metrics["avg_citation_length"] == 5.0

@@ -67,9 +67,11 @@ def test_untagged_text_blank_statements_and_several_cite_blocks():
     output = ("Here is what I found.\n<statement>  <cite>[0-0]</cite></statement>"
               "<statement>Two parts.<cite>[0-0]</cite> more <cite>[1-1]</cite></statement> ok")
     got = parse_citations(output, chunks())
-    assert [s["statement"] for s in got] == ["Here is what I found.", "Two parts."]
+    # text as written; a blank statement with a citation is kept; " ok" (3 characters) is no statement
+    assert [s["statement"] for s in got] == ["Here is what I found.\n", "  ", "Two parts. more "]
     assert got[0]["citation"] == []
-    assert [(c["start_sentence_idx"], c["end_sentence_idx"]) for c in got[1]["citation"]] == [(0, 1)]
+    assert [(c["start_sentence_idx"], c["end_sentence_idx"]) for c in got[1]["citation"]] == [(0, 0)]
+    assert [(c["start_sentence_idx"], c["end_sentence_idx"]) for c in got[2]["citation"]] == [(0, 1)]
 
 
 def run(tmp_path, records: list[dict], reply, **params):
@@ -90,9 +92,10 @@ def test_decoder_output_record_and_sampling(tmp_path):
         {k: rec[k] for k in ("idx", "dataset", "query", "answer", "few_shot_scores")}
     assert "context" not in got
     assert got["splited_context"] == "".join(f"<C{i}>{p}" for i, p in enumerate(PIECES))
-    assert got["prediction"] == ("<statement>Alpha and beta come first.<cite>[0-1]</cite></statement>\n\n"
-                                 "<statement>That is all there is.<cite></cite></statement>")
-    assert [s["statement"] for s in got["statements"]] == ["Alpha and beta come first.", "That is all there is."]
+    assert got["prediction"] == ("<statement>Alpha and beta come first.<cite>[0-1]</cite></statement>"
+                                 "<statement>\n\nThat is all there is.<cite></cite></statement>")
+    assert [s["statement"] for s in got["statements"]] == ["Alpha and beta come first.",
+                                                           "\n\nThat is all there is."]
     assert got["statements"][0]["citation"][0]["cite"] == "Alpha one. Beta two.  "
 
 
@@ -100,11 +103,12 @@ def test_truncation_happens_after_numbering(tmp_path):
     sentences = [f"Fact number {i} is here." for i in range(60)]
     context = " ".join(sentences)
     rec = {"idx": 0, "query": "Which facts?", "context": context}
-    _, llm = run(tmp_path, [rec], lambda m: "")
+    # untrained Punkt: trained on sixty near-identical sentences it learns "here." as an abbreviation
+    _, llm = run(tmp_path, [rec], lambda m: "", train_punkt=False)
     full = llm.calls[0][0][0]["content"]
     limit = len(full.split()) - 30  # whitespace fallback: a token is a word
     out, llm = run(tmp_path, [rec], lambda m: "<statement>Last ones.<cite>[58-59]</cite></statement>",
-                   max_input_tokens=limit)
+                   max_input_tokens=limit, train_punkt=False)
     prompt = llm.calls[0][0][0]["content"]
     assert len(prompt.split()) <= limit
     assert prompt.startswith(full[:200]) and prompt.endswith("[Document End]\n\nWhich facts?")
@@ -149,3 +153,109 @@ def test_generation_error_fails_the_record(tmp_path):
     out = comp.process([{"idx": 0, "query": "Q?", "context": CONTEXT}],
                        FakeCtx(params=comp.params, models={None: Broken(lambda m: "")}, tmp=tmp_path))
     assert isinstance(out[0], Failed) and "out of memory" in out[0].error
+
+
+DOCTORS = ("Dr. Smith came home. Dr. Jones left early. Dr. Brown stayed late. Mr. Lee was there too. "
+           "Dr. Smith said hello. Dr. Jones said goodbye.")
+
+
+def test_sentences_are_numbered_with_punkt_trained_on_the_context(tmp_path):
+    rec = {"idx": 0, "query": "Who left?", "context": DOCTORS}
+    # trained on this text, Punkt learns "Dr." (five times, always before a name) as an abbreviation;
+    # "Mr." occurs once and still ends a sentence
+    out, llm = run(tmp_path, [rec], lambda m: "")
+    assert out[0]["splited_context"] == (
+        "<C0>Dr. Smith came home. <C1>Dr. Jones left early. <C2>Dr. Brown stayed late. <C3>Mr. "
+        "<C4>Lee was there too. <C5>Dr. Smith said hello. <C6>Dr. Jones said goodbye.")
+    # the untrained splitter (CoF's) cuts after every "Dr." as well: 12 pieces
+    out, _ = run(tmp_path, [rec], lambda m: "", train_punkt=False)
+    assert out[0]["splited_context"].count("<C") == 12
+    assert out[0]["splited_context"].startswith("<C0>Dr. <C1>Smith came home. <C2>Dr. ")
+
+
+def test_a_prompt_file_gives_the_whole_user_turn(tmp_path):
+    file = tmp_path / "prompt.txt"
+    file.write_text("Answer as \"<statement>{S}<cite>[{s1}-{e1}]</cite></statement>\".\n\n"
+                    "[Document Start]\n<<context>>\n[Document End]\n\n<<question>>", encoding="utf-8")
+    rec = {"idx": 0, "query": "Why <<context>>?", "context": "One. Two."}
+    _, llm = run(tmp_path, [rec], lambda m: "", prompt_file=str(file))
+    assert llm.calls[0][0][0]["content"] == (
+        "Answer as \"<statement>{S}<cite>[{s1}-{e1}]</cite></statement>\".\n\n"
+        "[Document Start]\n<C0>One. <C1>Two.\n[Document End]\n\nWhy <<context>>?")
+    comp = LongCiteDecoder(LongCiteDecoder.Params(prompt_file=str(file)))
+    assert comp.prompt_texts() == {"user": file.read_text(encoding="utf-8")}
+    bad = tmp_path / "bad.txt"
+    bad.write_text("no markers <<context>>", encoding="utf-8")
+    try:
+        LongCiteDecoder(LongCiteDecoder.Params(prompt_file=str(bad))).prompt_texts()
+    except ValueError as e:
+        assert "<<question>>" in str(e)
+    else:
+        raise AssertionError("a prompt file without <<question>> must be refused")
+
+
+def test_tags_are_repaired_only_when_asked(tmp_path):
+    rec = {"idx": 0, "query": "Q?", "context": CONTEXT}
+    reply = "<statement>Alpha.< cite>[0-0]</cite></statement>"
+    out, _ = run(tmp_path, [rec], lambda m: reply)
+    assert out[0]["statements"] == [{"statement": "Alpha.< cite>[0-0]</cite>", "citation": []}]
+    out, _ = run(tmp_path, [rec], lambda m: reply, repair_tags=True)
+    assert out[0]["statements"][0]["statement"] == "Alpha."
+    assert out[0]["statements"][0]["citation"][0]["cite"] == "Alpha one. "
+
+
+def test_paper_profile_numbers_sentences_with_trained_punkt():
+    from pathlib import Path
+
+    from runner.load import load_recipe
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "longcite.yaml"
+    assert load_recipe(recipe, profile="paper").components["decode"].params.train_punkt is True
+
+
+class RemoteCodeLLM(ScriptedLLM):
+    """A model whose repository code defines query_longcite (as the released LongCite models do)."""
+
+    def __init__(self, result) -> None:
+        super().__init__(lambda m: "")
+        self.result, self.queries = result, []
+
+    def tokenizer(self):
+        return "the tokenizer"
+
+    def model_method(self, name):
+        if name != "query_longcite":
+            return None
+
+        def query(context, query, tokenizer=None, max_input_length=None, max_new_tokens=None):
+            self.queries.append((context, query, tokenizer, max_input_length, max_new_tokens))
+            if isinstance(self.result, Exception):
+                raise self.result
+            return self.result
+        return query
+
+
+def test_model_query_uses_the_models_own_query_longcite(tmp_path):
+    result = {"answer": "<statement>A.<cite>[0-0]</cite></statement>",
+              "statements_with_citations": [{"statement": "A.", "citation": []}],
+              "splited_context": "<C0>One.", "all_statements": []}
+    llm = RemoteCodeLLM(result)
+    comp = LongCiteDecoder(LongCiteDecoder.Params(model_query=True, max_new_tokens=99))
+    rec = {"idx": 3, "dataset": "hotpotqa", "query": "Q?", "answer": ["x"], "context": "One."}
+    out = comp.process([rec], FakeCtx(params=comp.params, models={None: llm}, tmp=tmp_path))
+    assert llm.queries == [("One.", "Q?", "the tokenizer", 128000, 99)] and llm.calls == []
+    assert out[0] == {"idx": 3, "dataset": "hotpotqa", "query": "Q?", "answer": ["x"],
+                      "prediction": result["answer"], "statements": result["statements_with_citations"],
+                      "splited_context": "<C0>One."}
+    llm = RemoteCodeLLM(RuntimeError("out of memory"))
+    out = comp.process([rec], FakeCtx(params=comp.params, models={None: llm}, tmp=tmp_path))
+    assert isinstance(out[0], Failed) and "out of memory" in out[0].error
+
+
+def test_model_query_without_remote_code_is_refused(tmp_path):
+    import pytest
+
+    comp = LongCiteDecoder(LongCiteDecoder.Params(model_query=True))
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        comp.process([{"query": "Q", "context": "C."}],
+                     FakeCtx(params=comp.params, models={None: ScriptedLLM(lambda m: "")}, tmp=tmp_path))

@@ -243,3 +243,31 @@ def test_bad_params(tmp_path):
         NeedleParams(user_template="{context} only")
     with pytest.raises(ValueError, match="leaves no room"):
         generate(byte_bpe(), tmp_path, lengths=[210], depths=[50])
+
+
+def test_paper_profile_uses_the_reference_needle_question_and_essay_folder(tmp_path):
+    from runner.load import load_recipe
+
+    loaded = load_recipe(REPO / "recipes" / "longalign.yaml", profile="paper")
+    params = loaded.components["needles"].params
+    # LongAlign's Needle_test config: needle, retrieval question (the prompt adds the suffix; the judge not)
+    assert params.needle == ("\nThe best thing to do in San Francisco is eat a sandwich and sit in Dolores Park "
+                             "on a sunny day.\n")
+    assert params.question == "What is the best thing to do in San Francisco?"
+    assert params.question + params.question_suffix == (
+        "What is the best thing to do in San Francisco? Here is the most relevant sentence in the context:")
+    assert params.haystack_files == [str(REPO / "recipes" / "data" / "longalign" / "PaulGrahamEssays" / "*.txt")]
+    assert loaded.components["needle_scores"].params.compat == "reference"
+    # with a user-supplied essay folder the same params build the prompts
+    folder = tmp_path / "essays"
+    folder.mkdir()
+    (folder / "a.txt").write_text("How to start. " * 300, encoding="utf-8")
+    (folder / "b.txt").write_text("Why to wait. " * 300, encoding="utf-8")
+    chosen = params.model_copy(update={"haystack_files": [str(folder / "*.txt")], "lengths": [400],
+                                       "depths": [50]})
+    ctx = FakeCtx(models={None: ScriptedLLM(lambda m: "")}, tmp=tmp_path)
+    [record] = NeedleHaystack(chosen).run({}, ctx)
+    prompt = record["messages"][-1]["content"]
+    assert params.needle in prompt and prompt.startswith(params.system_prompt + "\n" + "How to start.")
+    assert prompt.endswith("Here is the most relevant sentence in the context:")
+    assert record["question"] == "What is the best thing to do in San Francisco?"

@@ -82,6 +82,26 @@ def test_llm_parse_failure_keeps_raw_text(tmp_path):
     assert isinstance(out, Failed) and out.raw == "It is fine." and len(llm.calls) == 3
 
 
+@pytest.mark.parametrize(("reply", "intended", "reference"), [
+    ("Rating: [[7]]", 7.0, 7.0),
+    ("First [[8]], on reflection [[10]].", 10.0, 8.0),  # last vs first
+    ("Rating: [[ 8 ]]", 8.0, None),  # the reference takes digits only
+    ("Rating: [[8/10]]", 8.0, None),
+    ("Rating: [[7.5]]", 7.5, None),
+    ("Rating: [[ 9 ]] then [[6]]", 6.0, 6.0),
+    ("No rating at all.", None, None),
+])
+def test_reference_verdict_parsing_under_compat(tmp_path, reply, intended, reference):
+    for compat, expected in (("intended", intended), ("reference", reference)):
+        llm = ScriptedLLM(lambda m: reply)
+        comp = NeedleJudge(NeedleJudgeParams(method="llm", tries=1, compat=compat))
+        [out] = comp.process([RECORD], FakeCtx(models={"judge": llm}, tmp=tmp_path))
+        if expected is None:
+            assert isinstance(out, Failed), compat
+        else:
+            assert out["score"] == expected, compat
+
+
 def scored(depth, length, score, recall=0.5):
     return {
         "id": f"{length}-{depth}-{score}",

@@ -156,3 +156,72 @@ def test_varlen_attention_matches_the_mask(model, varlen_model):
         a = packed_loss(model, rows, [(0, 1), (2, 3)], reset=reset, attention="mask")
         b = packed_loss(varlen_model, rows, [(0, 1), (2, 3)], reset=reset, attention="varlen")
         assert b.item() == pytest.approx(a.item(), rel=1e-5)
+
+
+# -- packing without loss weighting: each pack's token mean, averaged over packs (paper Eq. 3) ---------------
+
+def _logits_for(losses_by_position: dict[tuple[int, int], float], width: int) -> torch.Tensor:
+    """Two-class logits where position (b, t) predicting label 0 has cross-entropy exactly ``loss``:
+    CE = log(1 + e^x) for logits [0, x], so x = log(e^loss - 1)."""
+    import math
+
+    logits = torch.zeros(2, width, 2)
+    for (b, t), loss in losses_by_position.items():
+        logits[b, t, 1] = math.log(math.exp(loss) - 1)
+    return logits
+
+
+def test_pack_means_averaged_over_two_packs_of_different_lengths_by_hand():
+    from components.trainers.batching import collate
+    from components.trainers.loss import pack_weights, step_weights
+
+    # pack A: row 0 with 2 targets; pack B: row 1 (1 target) then row 2 (3 targets); every label is 0
+    rows = [([1, 1, 1], [X, 0, 0]), ([1, 1], [X, 0]), ([1, 1, 1, 1], [X, 0, 0, 0])]
+    n_targets = {0: 2, 1: 1, 2: 3}
+    # per-token losses: A = [1, 3] (mean 2); B = [4] + [0.5, 0.5, 2] (mean 7/4)
+    # Eq. 3: (2 + 1.75) / 2 = 1.875 (the step's token mean would be 11/6, Eq. 2 would be (2+4+1)/3)
+    losses = {(0, 0): 1.0, (0, 1): 3.0, (1, 0): 4.0, (1, 2): 0.5, (1, 3): 0.5, (1, 4): 2.0}
+    step = [[[(0,), (1, 2)]]]  # one micro-step, one rank, two packs
+    w = step_weights(step, n_targets, world_size=1, weighting=False, packed=True)
+    assert w == {0: pytest.approx(1 / 4), 1: pytest.approx(1 / 8), 2: pytest.approx(1 / 8)}
+    batch = collate(rows, [(0,), (1, 2)], w, packed=True, pad_id=0)
+    assert weighted_loss(_logits_for(losses, 6), batch.labels, batch.weights).item() == pytest.approx(1.875)
+
+    # two processes, one pack each: weights K / (T_u * P) = 1 / T_u, the processes' losses are averaged
+    step2 = [[[(0,)], [(1, 2)]]]
+    w2 = step_weights(step2, n_targets, world_size=2, weighting=False, packed=True)
+    assert w2 == {0: pytest.approx(1 / 2), 1: pytest.approx(1 / 4), 2: pytest.approx(1 / 4)}
+    per_rank = []
+    for b, unit in enumerate([(0,), (1, 2)]):
+        one = collate(rows, [unit], w2, packed=True, pad_id=0)
+        logits = _logits_for(losses, 6)[b:b + 1, : one.labels.shape[1]]
+        per_rank.append(weighted_loss(logits, one.labels, one.weights).item())
+    assert per_rank == [pytest.approx(2.0), pytest.approx(1.75)]
+    assert sum(per_rank) / 2 == pytest.approx(1.875)
+
+    # two accumulation micro-steps on one process: the same average
+    assert step_weights([[[(0,)]], [[(1, 2)]]], n_targets, 1, False, True) == w
+    # a pack without targets weighs nothing and is not counted
+    assert pack_weights([(0,), (3,)], {0: 2, 3: 0}, 1) == {0: pytest.approx(1 / 2), 3: 0.0}
+    # loss weighting on, or no packing, keep their own weights
+    assert step_weights(step, n_targets, 1, True, True) == pytest.approx({0: 1 / 6, 1: 1 / 3, 2: 1 / 9})
+    assert step_weights(step, n_targets, 1, False, False) == pytest.approx({0: 1 / 6, 1: 1 / 6, 2: 1 / 6})
+
+
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_pack_means_with_the_model_full_and_chunked_loss(model, chunk):
+    from components.trainers.loop import forward_loss
+    from components.trainers.loss import step_weights
+
+    rows = make_rows()
+    n_targets = {i: sum(1 for lab in rows[i][1][1:] if lab != X) for i in range(4)}
+    units = [(0, 1), (2, 3)]
+    # by hand: each pack's token mean from the sequences' own mean losses, then the mean of the two packs
+    pack_means = []
+    for unit in units:
+        total = sum(sequence_mean_loss(model, *rows[i]).item() * n_targets[i] for i in unit)
+        pack_means.append(total / sum(n_targets[i] for i in unit))
+    w = step_weights([[units]], n_targets, 1, weighting=False, packed=True)
+    batch = collate(rows, units, w, packed=True, pad_id=0, reset_position_ids=True)
+    loss = forward_loss(model, model_inputs(batch, "mask", "cpu"), batch.labels, batch.weights, chunk)
+    assert loss.item() == pytest.approx(sum(pack_means) / 2, rel=1e-5)

@@ -82,7 +82,8 @@ def test_longbench_cite_correctness_prompts():
     judge = LongBenchCiteJudge(LongBenchCiteJudge.Params())
     qa = {"query": "Q?", "prediction": "<statement>P {p}.<cite></cite></statement>", "statements": [],
           "answer": ["R1", "R2"], "dataset": "hotpotqa"}
-    first, second = judge._correctness_asks(qa, random.Random(0))
+    (first, second), tries = judge._correctness_asks(qa, random.Random(0))
+    assert tries == 5
     assert first.conversation[0] == {"role": "system",
                                      "content": "You are an expert at judging the quality of written answers."}
     head, rest = split_at(first.conversation[1]["content"], "<question>")
@@ -93,7 +94,8 @@ def test_longbench_cite_correctness_prompts():
                                                       "</response>\n")
     chat = {**qa, "dataset": "longbench-chat", "answer": "R", "prediction": "line one\nline two",
             "few_shot_scores": [{"answer": "shot {a}", "score": 7}, {"answer": "shot b", "score": 2.5}]}
-    (ask,) = judge._correctness_asks(chat, random.Random(0))
+    (ask,), tries = judge._correctness_asks(chat, random.Random(0))
+    assert tries == 2
     rng = random.Random(0)
     shots = [0, 1]
     rng.shuffle(shots)

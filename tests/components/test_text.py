@@ -83,13 +83,14 @@ def test_trained_punkt_variant_keeps_the_offset_contract():
 
 
 def test_number_sentences_tiles_the_context_with_trailing_whitespace():
+    # the reference starts the first piece at its sentence: the two leading spaces are in no piece
     chunks, prompt = number_sentences("  A cat sat. A dog ran.\n\nThe end.")
     assert chunks == [
-        {"c_idx": 0, "content": "  A cat sat. ", "start_idx": 0, "end_idx": 13},
+        {"c_idx": 0, "content": "A cat sat. ", "start_idx": 2, "end_idx": 13},
         {"c_idx": 1, "content": "A dog ran.\n\n", "start_idx": 13, "end_idx": 25},
         {"c_idx": 2, "content": "The end.", "start_idx": 25, "end_idx": 33},
     ]
-    assert prompt == "<C0>  A cat sat. <C1>A dog ran.\n\n<C2>The end."
+    assert prompt == "<C0>A cat sat. <C1>A dog ran.\n\n<C2>The end."
 
 
 def test_number_sentences_of_empty_context():
@@ -153,7 +154,8 @@ def test_real_document_splits_and_chunks_consistently():
         assert s["start_idx"] >= previous_end
         previous_end = s["end_idx"]
     chunks, prompt = number_sentences(context)
-    assert "".join(c["content"] for c in chunks) == context
+    assert "".join(c["content"] for c in chunks) == context[chunks[0]["start_idx"]:]
+    assert context[:chunks[0]["start_idx"]].strip() == ""
     assert prompt.count("<C") >= len(sentences)
     words = context.split()
     pieces = token_chunks(context, None, size=128)

@@ -109,7 +109,7 @@ def test_a_misspelled_option_gets_a_did_you_mean(zoo):
 
 
 def test_an_option_of_another_backend_is_named_as_such(zoo):
-    transformers_options = "batch_size, dtype, device, num_threads"
+    transformers_options = "batch_size, dtype, device, num_threads, trust_remote_code"
     assert options_problems(zoo, g=ModelSpec(name="local", options={"concurency": 4})) == [
         ("models.g.options.concurency", "unknown option 'concurency' — did you mean 'concurrency'? ('concurrency' "
          f"is an option of the openai backend; 'local' runs on transformers, whose options are {transformers_options})")]
