@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	  if command -v nvidia-smi >/dev/null 2>&1; then echo "GPU found: PyTorch comes from the dependency range"; \
 	  else $(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); fi; \
 	fi
-	$(BIN)/python -m pip install -q -e ".[test,dpo,retrieval]"
+	$(BIN)/python -m pip install -q -e ".[test,dpo,retrieval,cluster]"
 	touch $@
 
 run: setup

@@ -30,7 +30,7 @@ def _print_problems(err) -> None:
 def _load(args, recipe: str):
     from runner.load import load_recipe
 
-    return load_recipe(recipe, profile=args.profile, overrides=args.overrides)
+    return load_recipe(recipe, profile=args.profile, overrides=args.overrides, trust_code=args.trust_code)
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -114,6 +114,10 @@ def cmd_run(args) -> int:
                   file=sys.stderr)
             return EXIT_RECIPE
         shard = (int(m.group(1)), int(m.group(2)))
+    if (args.executor is None) != (args.shards is None) or (args.executor and shard):
+        print("--executor and --shards go together (and without --shard, which runs one shard here)",
+              file=sys.stderr)
+        return EXIT_RECIPE
     console = _console()
     from rich.markup import escape
 
@@ -122,11 +126,21 @@ def cmd_run(args) -> int:
     from runner.publish import PublishError
     from runner.run_lock import RunFolderBusy
 
+    run = run_recipe
+    if args.executor:
+        from functools import partial
+
+        from runner.cluster.submit import run_with_executor
+
+        run = partial(run_with_executor, kind=args.executor, shards=args.shards, profile=args.profile,
+                      overrides=list(args.overrides),
+                      load_options={"trust_code": args.trust_code},
+                      say=lambda m: console.print(escape(m), soft_wrap=True))
     try:
-        outcome = run_recipe(loaded, Path(args.runs_dir), console=console, progress=not args.no_progress,
-                             retry_failed=args.retry_failed, publish=not args.no_publish, stages=args.stage,
-                             setup_logging=lambda root: _setup_logging(root, args.verbose), shard=shard,
-                             wait=args.wait, jobs=args.jobs)
+        outcome = run(loaded, Path(args.runs_dir), console=console, progress=not args.no_progress,
+                      retry_failed=args.retry_failed, publish=not args.no_publish, stages=args.stage,
+                      setup_logging=lambda root: _setup_logging(root, args.verbose), shard=shard,
+                      wait=args.wait, jobs=args.jobs)
     except RunFolderBusy as e:
         console.print(f"[bold red]not started:[/] {escape(str(e))}", soft_wrap=True)
         return EXIT_STAGE

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(they beat --profile, which beats the file)")
         sp.add_argument("--profile", "-p", help="named profile from the recipe's profiles:")
         sp.add_argument("--runs-dir", default="runs", help="where runs/<recipe>/ lives (default: ./runs)")
+        sp.add_argument("--trust-code", action="store_true", help="let a recipe that is not one of your own "
+                        "files (outside this directory, downloaded) run the code it names: module:Class "
+                        "components, plugins, trust_remote_code models")
 
     sp = sub.add_parser("run", help="validate, then run a recipe (cached, resumable)")
     recipe_opts(sp)
@@ -49,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stage", action="append", help="run only this stage (and what it needs); repeatable")
     sp.add_argument("--shard", metavar="I/N", help="with one --stage (a map stage whose inputs are done): process "
                     "only shard I of N of its batches; run again without --shard to merge and finish")
+    sp.add_argument("--executor", choices=["slurm", "local"], help="submit every unfinished map stage as a job "
+                    "array of --shards N jobs (submitit; `local`: processes on this machine), wait, then merge "
+                    "and run the rest here; job resources from the recipe's executor: block or executor.KEY=VALUE")
+    sp.add_argument("--shards", type=_positive, metavar="N", help="with --executor: shard jobs per map stage")
     sp.add_argument("--jobs", "-j", type=_positive, metavar="N", help="run at most N stages at once (default: "
                     "every ready stage that calls only API models, beside one other stage; 1: one at a time)")
     sp.add_argument("--verbose", "-v", action="store_true", help="log to stderr too")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from components.base import Component
+from registry import components as component_registry
 from registry.yamlpos import SourceMap
 from runner.errors import Problem, RecipeError
 from runner.overrides import deep_merge, parse_override
@@ -25,6 +26,7 @@ from runner.phases.read import base_dir_of, read_recipe_data
 from runner.phases.schema import check_schema
 from runner.phases.secrets import check_secrets
 from runner.phases.stages import build_components
+from runner.phases.trust import check_trust
 from runner.schema import Recipe
 
 __all__ = ["Binding", "LoadedRecipe", "load_recipe", "parse_override", "deep_merge", "read_recipe_data"]
@@ -52,8 +54,12 @@ class LoadedRecipe:
         return self.recipe.recipe
 
 
-def load_recipe(path: str | Path, profile: str | None = None, overrides: list[str] | None = None) -> LoadedRecipe:
-    """Read and check a recipe or a lockfile. Raises RecipeError listing every problem."""
+def load_recipe(path: str | Path, profile: str | None = None, overrides: list[str] | None = None,
+                trust_code: bool = True) -> LoadedRecipe:
+    """Read and check a recipe or a lockfile. Raises RecipeError listing every problem.
+
+    ``trust_code=False`` (the command line without ``--trust-code``) refuses a recipe that is not one of
+    the user's own files when it names code (``runner.phases.trust``), before any of that code is imported."""
     path = Path(path)
     raw_overrides: dict[tuple, str] = {}
     data, smap, problems = read_recipe_data(path, profile, list(overrides or []), raw_overrides)
@@ -70,7 +76,13 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: list[st
     problems += check_roles(specs.roles, specs.models_raw, zoo)
     problems += check_options(specs.roles, specs.models_raw, zoo)
 
-    classes, comps, found = build_components(specs.stages, raw_overrides, base_dir)
+    refused: set[str] = set()
+    if not trust_code:
+        found, refused = check_trust(path, specs.stages, specs.roles, zoo, set(component_registry.builtins()),
+                                     set(component_registry.plugins()))
+        problems += found
+    classes, comps, found = build_components({n: s for n, s in specs.stages.items() if n not in refused},
+                                             raw_overrides, base_dir)
     problems += found
     deps, found = wire_inputs(specs.stages, classes, names)
     problems += found

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from runner.cluster.options import ExecutorOptions
 from runner.launch.config import LaunchConfig
 from runner.schema_errors import SAFE_NAME_PATTERN
 
@@ -77,6 +78,8 @@ class Recipe(Strict):
                                                 description="named overlays deep-merged by --profile")
     stages: dict[SafeName, StageSpec]
     publish: PublishSpec | None = None
+    executor: ExecutorOptions | None = Field(None, description="resources of the shard jobs of "
+                                             "`recipe run --executor slurm --shards N` (runner.cluster)")
     lock: dict[str, Any] | None = Field(None, description="written in recipe.lock.yaml; pins a reproduction")
 
     _max_failed = field_validator("max_failed")(check_max_failed)

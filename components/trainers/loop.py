@@ -67,6 +67,12 @@ def train(
 
     step_log = step_log or StepLog(p, stage, model_dir.parent, None)
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), **step_log.accelerator_kwargs())
+    weights_dtype, compute_dtype = training_precision(p, accelerator.device.type)
+    # our own autocast, not accelerate's mixed_precision: that one is process-wide state, shared with
+    # every later trainer of the run; float16 needs loss scaling, bfloat16 does not
+    autocast = (lambda: torch.autocast(accelerator.device.type, dtype=compute_dtype)) if compute_dtype \
+        else nullcontext
+    scaler = torch.amp.GradScaler(accelerator.device.type) if compute_dtype == torch.float16 else None
     world, rank = accelerator.num_processes, accelerator.process_index
     plan = make_plan(rows, p, seed, world)
     pairs, targets, steps = plan.pairs, plan.targets, plan.steps
@@ -76,7 +82,7 @@ def train(
     set_seed(seed)
     tokenizer = load_train_tokenizer(base, p)
     pad_id = next(t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if t is not None)
-    model, merge_at_end = load_model(base, p, attn_impl)
+    model, merge_at_end = load_model(base, p, attn_impl, dtype=weights_dtype)
     optimizer = make_optimizer(model, p)
     scheduler = get_scheduler(
         p.lr_scheduler,
@@ -117,15 +123,22 @@ def train(
             # the trainer accumulates itself: gradients are synchronised (and DeepSpeed steps) on the last one
             accelerator.gradient_state._set_sync_gradients(sync)
             with nullcontext() if sync else accelerator.no_sync(model):
-                loss = forward_loss(model, model_inputs(batch, mode, device), batch.labels.to(device),
-                                    batch.weights, p.loss_chunk_size)
-                accelerator.backward(loss)
+                with autocast():
+                    loss = forward_loss(model, model_inputs(batch, mode, device), batch.labels.to(device),
+                                        batch.weights, p.loss_chunk_size)
+                accelerator.backward(scaler.scale(loss) if scaler else loss)
             loss_sum += loss.detach()
         grad_norm = None
+        if scaler:
+            scaler.unscale_(optimizer)
         if p.max_grad_norm is not None or step_log.wants_grad_norm:
             # the norm before clipping; with no clipping asked for, a bound of inf scales by exactly 1
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), p.max_grad_norm or math.inf)
-        optimizer.step()
+        if scaler:  # skips the step when the scaled gradients overflowed, then adjusts the scale
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         loss_value = accelerator.reduce(loss_sum, "sum").item() / world
@@ -168,18 +181,21 @@ def _number(value: Any) -> float | None:
 def forward_loss(model: Any, inputs: dict[str, Any], labels: Any, weights: Any, chunk_size: int | None) -> Any:
     """The weighted loss of one micro-batch.
 
-    Sequences longer than ``chunk_size`` positions take the chunked path: the model runs with
-    ``logits_to_keep=1`` (no full logits) and the output layer + cross-entropy go chunk by chunk
-    (``loss.chunked_weighted_loss``). Models whose logits are not just the output layer of the last
-    hidden state (logit soft-capping or scaling) or that cannot skip logits take the plain path.
+    A micro-batch with more than ``chunk_size`` predicting positions over all its rows (rows × (length-1):
+    the logits are that many vocabulary-wide vectors) takes the chunked path: the model runs with
+    ``logits_to_keep=1`` (no full logits) and the output layer + cross-entropy go chunk by chunk, each
+    chunk ``chunk_size // rows`` positions of every row (``loss.chunked_weighted_loss``). Models whose
+    logits are not just the output layer of the last hidden state (logit soft-capping or scaling) or that
+    cannot skip logits take the plain path.
     """
     from components.trainers.loss import chunked_weighted_loss, weighted_loss
 
-    if chunk_size is None or labels.shape[1] - 1 <= chunk_size or not _can_chunk(model):
+    rows, length = labels.shape
+    if chunk_size is None or rows * (length - 1) <= chunk_size or not _can_chunk(model):
         return weighted_loss(model(**inputs, use_cache=False).logits, labels, weights)
     out = model(**inputs, use_cache=False, output_hidden_states=True, logits_to_keep=1)
     head = _unwrap(model).get_output_embeddings()
-    return chunked_weighted_loss(out.hidden_states[-1], head, labels, weights, chunk_size)
+    return chunked_weighted_loss(out.hidden_states[-1], head, labels, weights, max(1, chunk_size // rows))
 
 
 def _unwrap(model: Any) -> Any:
@@ -213,10 +229,30 @@ def load_train_tokenizer(base: ResolvedModel, p: SFTParams) -> Any:
     return tok
 
 
-def load_model(base: ResolvedModel, p: SFTParams, attn_implementation: str) -> tuple[Any, bool]:
+def training_precision(p: SFTParams, device: str) -> tuple[Any, Any]:
+    """(dtype the weights load in, autocast dtype or None) for ``p.dtype`` on ``device``.
+
+    Full fine-tuning in bfloat16 or float16 keeps float32 master weights (loaded in float32, updated by
+    the optimizer in float32) and computes the forward and backward passes under autocast in the half
+    dtype (with loss scaling for float16), as mixed-precision training does: an update smaller than a
+    half-precision weight's rounding step is not lost, and the trained weights are saved in float32.
+    LoRA trains float32 adapters (peft's default) on a frozen base, which stays in the half dtype."""
+    import torch
+
+    from registry.model_folder import resolve_dtype
+
+    dtype = resolve_dtype(p.dtype, device, training=True)
+    if p.lora is not None or dtype == torch.float32:
+        return dtype, None
+    return torch.float32, dtype
+
+
+def load_model(base: ResolvedModel, p: SFTParams, attn_implementation: str,
+               dtype: Any = None) -> tuple[Any, bool]:
     """The model to train (a LoRA-wrapped one when ``p.lora``) and whether the result must be merged.
     ``p``: any params with ``lora``, ``dtype`` and ``gradient_checkpointing`` (``train.dpo`` uses it too);
-    ``special_tokens`` (``train.sft``) grows the embeddings and trains those tokens' rows under LoRA.
+    ``special_tokens`` (``train.sft``) grows the embeddings and trains those tokens' rows under LoRA;
+    ``dtype`` (default: ``p.dtype`` resolved for training) is the dtype the weights load in.
 
     A base that is itself a trained adapter is merged into its own base first (see
     ``registry.model_folder.load_weights``); a new adapter on top of it is merged again at the end (saved
@@ -227,7 +263,7 @@ def load_model(base: ResolvedModel, p: SFTParams, attn_implementation: str) -> t
     from registry.model_folder import is_adapter, load_weights, model_folder, resolve_dtype
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = resolve_dtype(p.dtype, device, training=True)
+    dtype = dtype or resolve_dtype(p.dtype, device, training=True)
     model = load_weights(base, dtype=dtype, attn_implementation=attn_implementation)
     merge_at_end = p.lora is not None and is_adapter(model_folder(base))
     model.config.use_cache = False

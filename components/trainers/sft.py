@@ -92,15 +92,17 @@ class SFTParams(TrackingParams):
         None, description="Jinja chat template for tokenizing chat records instead of the model's own."
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weight dtype; auto = bfloat16 on a GPU that supports it, else float32."
+        "auto", description="Training dtype; auto = bfloat16 on a GPU that supports it, else float32. Full "
+        "fine-tuning in bfloat16/float16 keeps float32 master weights and computes under autocast; LoRA "
+        "loads the frozen base in this dtype."
     )
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass to save memory."
     )
     loss_chunk_size: int | None = Field(
-        1024, ge=1, description="Sequences longer than this many positions get their output layer and loss "
-        "computed this many positions at a time, so the full logits and their float32 copy never exist "
-        "(peak memory flat in the vocabulary x length); null: always the full logits.")
+        1024, ge=1, description="Micro-batches with more than this many positions (rows x length) get their "
+        "output layer and loss computed this many positions at a time, so the full logits and their float32 "
+        "copy never exist (peak memory flat in the vocabulary x length); null: always the full logits.")
     batching: Literal["naive", "sorted", "packed"] = Field(
         "packed",
         description="naive: shuffled batches; sorted: length-sorted groups; packed: sequences packed "

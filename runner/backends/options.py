@@ -3,7 +3,8 @@
 A recipe sets them on a model role (``models: {judge: {name: …, options: {…}}}``); they override the zoo
 entry's ``serving`` values (and, for API models, its ``api`` block). ``recipe validate`` checks a role's
 options against the model of the backend that will serve it, so a misspelled option is reported before
-anything runs instead of being ignored. Only pydantic is imported here: validation stays instant.
+anything runs instead of being ignored. Only pydantic and the standard library are imported here:
+validation stays instant. The vllm backend takes any of vLLM's own engine arguments (``vllm_engine_args``).
 
 >>> settings_for(ResolvedModel(name="m", source="random://llama"), {"batch_size": 2}).batch_size
 2
@@ -16,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from registry.api_spec import ApiSpec
 from registry.resolved import ResolvedModel
+from runner.backends.vllm_engine_args import engine_arg_names
 
 
 class BackendOptions(BaseModel):
@@ -47,10 +49,15 @@ class TransformersOptions(BackendOptions):
     )
 
 
-class VLLMOptions(BackendOptions):
-    """In-process vLLM engine on GPUs; None leaves vLLM's own default (or the one noted)."""
+class VLLMDeclaredOptions(BackendOptions):
+    """The vLLM engine arguments the recipes use, typed and with the defaults the backend gives them; every
+    other engine argument is accepted as it is (``VLLMOptions``)."""
 
     tensor_parallel_size: int | None = Field(None, ge=1, description="GPUs the model is split over (default 1)")
+    pipeline_parallel_size: int | None = Field(None, ge=1, description="pipeline stages the layers are split "
+                                               "into (GPUs = tensor × pipeline parallel size)")
+    data_parallel_size: int | None = Field(None, ge=1, description="engine replicas answering requests side "
+                                           "by side")
     max_model_len: int | None = Field(None, ge=1, description="longest sequence; default the zoo's context length")
     dtype: str | None = Field(None, description="weights dtype; default auto (the model's own)")
     gpu_memory_utilization: float | None = Field(
@@ -60,6 +67,9 @@ class VLLMOptions(BackendOptions):
         None, description="reuse the KV cache of shared prompt prefixes (default on: recipe prompts share "
         "long documents)"
     )
+    enable_lora: bool | None = Field(None, description="serve LoRA adapters on top of the base model")
+    max_lora_rank: int | None = Field(None, ge=1, description="largest LoRA rank served (vLLM's default 16)")
+    max_loras: int | None = Field(None, ge=1, description="LoRA adapters in one batch")
     max_logprobs: int | None = Field(None, ge=0, description="most logprobs a request may ask for")
     seed: int | None = Field(None, description="the engine's random seed")
     max_num_seqs: int | None = Field(None, ge=1, description="sequences batched at once")
@@ -67,6 +77,26 @@ class VLLMOptions(BackendOptions):
     quantization: str | None = Field(None, description="vLLM quantization method (awq, gptq, fp8, ...)")
     swap_space: float | None = Field(None, ge=0, description="CPU swap space per GPU, GiB")
     trust_remote_code: bool | None = Field(None, description="run the model repository's own code")
+
+    @model_validator(mode="after")
+    def _engine_arguments(self) -> VLLMDeclaredOptions:
+        gone = sorted(n for n in self.model_fields_set if n not in ENGINE_ARGS)
+        if gone:
+            raise ValueError(f"not an engine argument of {ENGINE_ARGS_SOURCE}: {', '.join(gone)}")
+        return self
+
+
+# where the engine's argument names come from (the installed vLLM, else a labelled snapshot), and the names
+ENGINE_ARGS_SOURCE, ENGINE_ARGS = engine_arg_names()
+
+VLLMOptions = create_model(
+    "VLLMOptions",
+    __base__=VLLMDeclaredOptions,
+    __doc__="In-process vLLM engine on GPUs: any of vLLM's engine arguments (``EngineArgs``), passed to "
+    "``vllm.LLM`` as they are; None leaves vLLM's own default (or the one noted).",
+    **{name: (Any, Field(None, description=f"vLLM engine argument `{name}`, passed as it is"))
+       for name in ENGINE_ARGS if name not in VLLMDeclaredOptions.model_fields},
+)
 
 
 class EmbedOptions(BackendOptions):

@@ -61,10 +61,35 @@ def main(argv: list[str]) -> int:
 
     ctx = WorkerContext(stage=stage, params=comp.params, seed=runner.stage_seed(stage), stage_dir=sdir,
                         bindings=loaded.bindings.get(stage, {}), models=runner.models, inputs=inputs, meter=Meter())
-    records = comp.run(inputs, ctx)
-    if is_main_process():
-        write_jsonl(scratch / RECORDS, list(records or []))
+    ok = False
+    try:
+        records = comp.run(inputs, ctx)
+        if is_main_process():
+            write_jsonl(scratch / RECORDS, list(records or []))
+        ok = True
+    finally:
+        close_process_group(wait_for_others=ok)
     return 0
+
+
+def close_process_group(*, wait_for_others: bool) -> None:
+    """Tear the process group down on every rank before the process exits.
+
+    Left to the interpreter's exit, ProcessGroupGloo's destructor can hang when another rank has already
+    gone; so every rank that finished meets the others at a barrier, then destroys the group explicitly.
+    A rank that failed skips the barrier (the others may be inside a collective that will never complete;
+    the launcher stops them) and only destroys its own group."""
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if wait_for_others:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -104,7 +104,8 @@ def unknown_option(key: str, backend: str, model: str) -> str:
     hint = suggestion(key, own)
     if hint:
         return f"unknown option {key!r} for the {backend} backend{hint}"
-    runs_on = f"{model!r} runs on {backend}, whose options are {', '.join(own)}"
+    listed = ", ".join(own) if len(own) <= 12 else f"{', '.join(own[:12])}, … ({len(own)} in all)"
+    runs_on = f"{model!r} runs on {backend}, whose options are {listed}"
     takers = [b for b, cls in OPTIONS.items() if key in cls.model_fields]
     if takers:
         return f"{key!r} is an option of the {_backends(takers)}, but {runs_on}"

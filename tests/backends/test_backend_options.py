@@ -76,3 +76,72 @@ def test_the_options_import_nothing_heavy():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+ARG_UTILS = '''
+import torch  # never imported: the names are read from the source
+
+
+@dataclass
+class EngineArgs:
+    """Arguments for vLLM engine."""
+
+    model: str = "facebook/opt-125m"
+    tokenizer: str | None = None
+    tensor_parallel_size: int = 1
+    _api_process_count: int = 1
+    brand_new_knob: float = 0.5
+    NOT_A_FIELD = 3
+
+    def __post_init__(self):
+        self.x: int = 1
+
+
+class Other:
+    ignored: int = 0
+'''
+
+
+def test_engine_argument_names_come_from_the_installed_vllm_source(tmp_path, monkeypatch):
+    from runner.backends.vllm_engine_args import dataclass_fields, engine_arg_names
+
+    assert dataclass_fields(ARG_UTILS) == ("model", "tokenizer", "tensor_parallel_size", "brand_new_knob")
+    (tmp_path / "vllm" / "engine").mkdir(parents=True)
+    (tmp_path / "vllm" / "__init__.py").write_text("raise ImportError('vllm is never imported')\n")
+    (tmp_path / "vllm" / "engine" / "arg_utils.py").write_text(ARG_UTILS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # the backend sets model and tokenizer itself, from the model folder
+    assert engine_arg_names() == ("the installed vLLM", ("tensor_parallel_size", "brand_new_knob"))
+
+
+def test_without_vllm_the_names_are_the_labelled_snapshot():
+    import importlib.util
+
+    from runner.backends import vllm_engine_args as args
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed: its own names are used")
+    source, names = args.engine_arg_names()
+    assert source == args.SNAPSHOT_SOURCE and "99d7eb5d6a512cfcc5a2b104f24ebf2d6cda772b" in source
+    for name in ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "enable_lora",
+                 "max_lora_rank", "max_loras", "max_model_len", "gpu_memory_utilization", "speculative_config"):
+        assert name in names, name
+    assert "model" not in names and "tokenizer" not in names and len(names) == len(set(names))
+
+
+def test_vllm_options_are_vllms_engine_arguments():
+    from runner.backends.options import ENGINE_ARGS, VLLMOptions
+    from runner.phases.options import unknown_option
+
+    assert set(VLLMOptions.model_fields) == set(ENGINE_ARGS)
+    local = ResolvedModel(name="m", source="file://m", serving={"max_model_len": 4096})
+    s = settings_for(local, {"pipeline_parallel_size": 2, "data_parallel_size": 4, "enable_lora": True,
+                             "max_lora_rank": 64, "speculative_config": {"method": "ngram"}}, backend="vllm")
+    assert (s.pipeline_parallel_size, s.data_parallel_size, s.enable_lora, s.max_lora_rank, s.max_model_len) == \
+        (2, 4, True, 64, 4096)
+    assert s.speculative_config == {"method": "ngram"}  # an argument not typed here passes as it is
+    for bad in ({"tensor_paralel_size": 2}, {"model": "other"}, {"max_lora_rank": 0}):
+        with pytest.raises(ValidationError):
+            settings_for(local, bad, backend="vllm")
+    assert unknown_option("tensor_paralel_size", "vllm", "m").startswith(
+        "unknown option 'tensor_paralel_size' for the vllm backend — did you mean 'tensor_parallel_size'")

@@ -155,3 +155,16 @@ def test_vllm_enforces_a_format_through_its_structured_outputs(tiny_llama, tmp_p
     convs = [[{"role": "user", "content": "the quick brown fox"}], [{"role": "user", "content": "a"}]]
     replies = fast.chat(convs, Sampling(temperature=1.0, seed=1, max_new_tokens=30, format=fmt))
     assert all(re.fullmatch(fmt.spec, r.text) for r in replies), [r.text for r in replies]
+
+
+def test_any_engine_argument_passes_through_to_the_engine(tmp_path):
+    model = ResolvedModel(name="m", source="file://m", backend="vllm", path=tmp_path, context_length=8192,
+                          serving={"tensor_parallel_size": 2, "batch_size": 4})  # batch_size: not vLLM's
+    options = {"pipeline_parallel_size": 2, "data_parallel_size": 2, "enable_lora": True, "max_lora_rank": 64,
+               "max_model_len": 4096, "gpu_memory_utilization": 0.7, "speculative_config": {"method": "ngram"}}
+    assert engine_kwargs(model, options) == {
+        "model": str(tmp_path), "tokenizer": str(tmp_path), "tensor_parallel_size": 2, "dtype": "auto",
+        "gpu_memory_utilization": 0.7, "enable_prefix_caching": True, "max_model_len": 4096,
+        "pipeline_parallel_size": 2, "data_parallel_size": 2, "enable_lora": True, "max_lora_rank": 64,
+        "speculative_config": {"method": "ngram"},
+    }

@@ -56,3 +56,21 @@ def test_chunked_path_never_builds_the_full_logits(monkeypatch):
     head.register_forward_hook(lambda mod, inp, out: seen.append(out.shape[1]))
     forward_loss(model, {"input_ids": ids}, labels, weights, 8).backward()
     assert max(seen) <= 8 and 36 not in seen and 37 not in seen
+
+
+def test_a_batch_of_rows_is_chunked_by_its_positions_over_all_rows():
+    """4 rows of 17 tokens with a chunk size of 16: each row is short, but the logits of the batch would be
+    4 × 16 = 64 vocabulary-wide vectors, so the head sees 16 // 4 = 4 positions of each row at a time."""
+    model = make_model(50).train()
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(3, 50, (4, 17), generator=g)
+    labels, weights = ids.clone(), torch.full((4, 17), 0.1)
+    full, g_full = _loss_and_grads(model, ids, labels, weights, None)
+    seen = []
+    handle = model.get_output_embeddings().register_forward_hook(lambda mod, inp, out: seen.append(out.shape[:2]))
+    chunked, g_chunk = _loss_and_grads(model, ids, labels, weights, 16)
+    handle.remove()
+    assert set(seen) == {(4, 1), (4, 4)}  # logits_to_keep=1, then 16 positions in chunks of 4
+    assert torch.allclose(chunked, full, atol=1e-5)
+    for name, g in g_full.items():
+        assert torch.allclose(g_chunk[name], g, atol=1e-5), name

@@ -145,3 +145,19 @@ class Stamp(MapComponent):
 
     def process(self, batch, ctx):
         return [{**r, "stamped": True} for r in batch]
+
+
+class Tally(MapComponent):
+    """Writes ``<pid> <id>`` to ``log_file`` for every record it processes (to see who processed what)."""
+
+    inputs = {"records": Fields("text")}
+    outputs = Fields("id", "text", "pid")
+    batch_size = 2
+
+    class Params(Params):
+        log_file: str
+
+    def process(self, batch, ctx):
+        with open(self.params.log_file, "a") as f:
+            f.write("".join(f"{os.getpid()} {r['id']}\n" for r in batch))
+        return [{**r, "pid": os.getpid()} for r in batch]

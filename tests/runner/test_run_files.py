@@ -98,7 +98,7 @@ def test_a_journal_that_cannot_be_written_stops_the_stage_without_retries(tmp_pa
 def test_the_cli_says_a_full_disk_in_one_message(tmp_path, llm, monkeypatch, capsys):
     full_disk_on(monkeypatch, "wal.jsonl", 1)
     p = write(tmp_path / "r.yaml", RECIPE)
-    assert main(["run", str(p), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 1
+    assert main(["run", str(p), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--trust-code"]) == 1
     out = capsys.readouterr()
     text = out.out + out.err
     assert "Traceback" not in text and text.count("No space left on device") == 1
@@ -162,7 +162,7 @@ def test_damaged_records_without_checksums_are_a_message_naming_the_file(tmp_pat
     (ask / "records.jsonl").write_text('{"id": "r0", "answer": "x"}\n{"id": "r1", "ans\n')
     (stage_dir(tmp_path, "count") / "manifest.json").unlink()  # the stage after it must read them
     p = tmp_path / "r.yaml"
-    assert main(["run", str(p), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 1
+    assert main(["run", str(p), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--trust-code"]) == 1
     out = capsys.readouterr()
     text = out.out + out.err
     assert "Traceback" not in text
@@ -181,7 +181,7 @@ def test_a_run_level_file_that_cannot_be_written_is_one_message(tmp_path, llm, m
 
     monkeypatch.setattr(registry.atomic, "atomic_write_bytes", full)
     p = write(tmp_path / "r.yaml", RECIPE)
-    assert main(["run", str(p), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 1
+    assert main(["run", str(p), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--trust-code"]) == 1
     text = "".join(capsys.readouterr())
     assert "Traceback" not in text
     assert f"{tmp_path / 'runs' / 'demo' / 'recipe.yaml'}: cannot write: No space left on device (" in text
