@@ -80,12 +80,19 @@ def test_dense_search_equals_exact_cosine_search(tmp_path):
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     cos = q @ unit.T
-    for exact in (False, True):
-        found = index.search([f"q{i}" for i in range(20)], k=10, method="dense", exact=exact)
-        for i, hits in enumerate(found):
-            want = np.argsort(-cos[i])[:10]
-            assert [int(h["id"]) for h in hits] == want.tolist()
-            assert [h["score"] for h in hits] == pytest.approx(cos[i][want].tolist(), abs=1e-5)
+    exact_hits = index.search([f"q{i}" for i in range(20)], k=10, method="dense", exact=True)
+    for i, hits in enumerate(exact_hits):
+        want = np.argsort(-cos[i])[:10]
+        assert [int(h["id"]) for h in hits] == want.tolist()
+        assert [h["score"] for h in hits] == pytest.approx(cos[i][want].tolist(), abs=1e-5)
+    # the HNSW graph is approximate: each hit's score is its true cosine and nearly all true top 10 are found
+    graph_hits = index.search([f"q{i}" for i in range(20)], k=10, method="dense", exact=False)
+    found = 0
+    for i, hits in enumerate(graph_hits):
+        ids = [int(h["id"]) for h in hits]
+        assert [h["score"] for h in hits] == pytest.approx(cos[i][ids].tolist(), abs=1e-5)
+        found += len(set(ids) & set(np.argsort(-cos[i])[:10].tolist()))
+    assert found / 200 >= 0.9
 
 
 def test_hybrid_is_reciprocal_rank_fusion_computed_by_hand(tmp_path):
