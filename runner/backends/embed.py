@@ -18,8 +18,9 @@ from runner.backends.base import Embedder
 from runner.backends.hf_loading import model_folder, resolve_device
 
 
-class HFEmbedder(Embedder):
-    """A sentence embedder over a local encoder folder. The model is loaded on first use."""
+class LocalEmbedder(Embedder):
+    """An embedder over a local model folder, loaded on first use under ``_lock`` (the set-up both local
+    embedders share)."""
 
     def __init__(self, model: ResolvedModel | Path, *, batch_size: int = 32, device: str | None = None,
                  max_length: int | None = None) -> None:
@@ -28,9 +29,16 @@ class HFEmbedder(Embedder):
         self.batch_size = batch_size
         self.device_name = device
         self.max_length = max_length
-        self._tok: Any = None
         self._model: Any = None
         self._lock = threading.Lock()
+
+
+class HFEmbedder(LocalEmbedder):
+    """A sentence embedder over a local encoder folder. The model is loaded on first use."""
+
+    def __init__(self, model: ResolvedModel | Path, **options: Any) -> None:
+        super().__init__(model, **options)
+        self._tok: Any = None
 
     def _pooling(self) -> str:
         config = self.folder / "1_Pooling" / "config.json"

@@ -4,13 +4,11 @@ layers) and its query and document prompts, applied by ``encode_query`` / ``enco
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
-from registry.resolved import ResolvedModel
-from runner.backends.base import Embedder
-from runner.backends.hf_loading import model_folder, resolve_device
+from runner.backends.embed import LocalEmbedder
+from runner.backends.hf_loading import resolve_device
 
 
 def usable(folder: Path) -> bool:
@@ -20,18 +18,8 @@ def usable(folder: Path) -> bool:
     return (folder / "modules.json").is_file() and importlib.util.find_spec("sentence_transformers") is not None
 
 
-class STEmbedder(Embedder):
+class STEmbedder(LocalEmbedder):
     """A ``SentenceTransformer`` over a local folder, loaded on first use; vectors L2-normalised."""
-
-    def __init__(self, model: ResolvedModel | Path, *, batch_size: int = 32, device: str | None = None,
-                 max_length: int | None = None) -> None:
-        self.folder = model_folder(model)
-        self.name = model.name if isinstance(model, ResolvedModel) else self.folder.name
-        self.batch_size = batch_size
-        self.device_name = device
-        self.max_length = max_length
-        self._model: Any = None
-        self._lock = threading.Lock()
 
     def _load(self) -> Any:
         with self._lock:
