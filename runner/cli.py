@@ -370,6 +370,14 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = list(args.overrides) + extra
         else:
             args.recipes = list(args.recipes) + extra
+    if argv is None and args.command in ("run", "serve"):  # the console command, not a call from Python
+        from registry.allocator import AllocatorError, maybe_preload
+
+        try:
+            maybe_preload()  # restarts this command with tcmalloc preloaded when installed (CPU memory)
+        except AllocatorError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_RECIPE
     try:
         return int(COMMANDS[args.command](args) or 0)
     except KeyboardInterrupt:

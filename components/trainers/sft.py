@@ -32,6 +32,7 @@ from components.trainers.special_tokens import add_special_tokens, resolve_speci
 from components.trainers.step_log import StepLog, TrackingParams
 from components.trainers.tokenize import STATS_NAME as TOKENIZE_STATS_NAME
 from components.trainers.tokenize import MaskSpans, TokenizeStats, load_tokenizer, tokenize_records
+from registry.allocator import low_fragmentation
 from registry.resolved import ResolvedModel
 
 TRAIN_STATS = "train"  # name of the training statistics in the stats channel
@@ -100,9 +101,11 @@ class SFTParams(TrackingParams):
         False, description="Recompute activations in the backward pass to save memory."
     )
     loss_chunk_size: int | None = Field(
-        1024, ge=1, description="Micro-batches with more than this many positions (rows x length) get their "
+        256, ge=1, description="Micro-batches with more than this many positions (rows x length) get their "
         "output layer and loss computed this many positions at a time, so the full logits and their float32 "
-        "copy never exist (peak memory flat in the vocabulary x length); null: always the full logits.")
+        "copy never exist (peak memory flat in the vocabulary x length); null: always the full logits. "
+        "256 positions of a 49k vocabulary: 50 MB of logits per chunk, 300 MB less peak than 1024 at "
+        "4 x 1024 tokens, at the same step time on the CPU.")
     batching: Literal["naive", "sorted", "packed"] = Field(
         "packed",
         description="naive: shuffled batches; sorted: length-sorted groups; packed: sequences packed "
@@ -212,8 +215,9 @@ class SFT(WholeComponent):
         if tok_stats is not None:
             ctx.save_stats(TOKENIZE_STATS_NAME, asdict(tok_stats))
         seed = p.seed if p.seed is not None else ctx.seed
-        result = train(rows, p, base, seed, ctx.scratch, ctx.artifact_dir / "model", ctx.advance, ctx.stage,
-                       StepLog(p, ctx.stage, ctx.artifact_dir, ctx.log))
+        with low_fragmentation(ctx.log):  # CPU peak memory: see registry.allocator
+            result = train(rows, p, base, seed, ctx.scratch, ctx.artifact_dir / "model", ctx.advance, ctx.stage,
+                           StepLog(p, ctx.stage, ctx.artifact_dir, ctx.log))
         ctx.save_stats(TRAIN_STATS, result.stats)
         return result.history
 

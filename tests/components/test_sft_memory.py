@@ -17,7 +17,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "sft_memory.py"
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("RECIPE_ZOO_MEMORY_TEST") != "1", reason="set RECIPE_ZOO_MEMORY_TEST=1")
-def test_lora_sft_of_smollm2_at_4_x_1024_tokens_with_checkpointing_peaks_under_2_gb(monkeypatch):
+@pytest.mark.parametrize("allocator", ["auto", "mmap"])  # tcmalloc when installed; glibc with mapped blocks
+def test_lora_sft_of_smollm2_at_4_x_1024_tokens_with_checkpointing_peaks_under_2_gb(monkeypatch, allocator):
     from registry.zoo import Zoo
 
     monkeypatch.delenv("RECIPE_ZOO_HOME", raising=False)
@@ -26,6 +27,6 @@ def test_lora_sft_of_smollm2_at_4_x_1024_tokens_with_checkpointing_peaks_under_2
     spec = importlib.util.spec_from_file_location("sft_memory", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    result = bench.measure(checkpointing=True, steps=1)
+    result = bench.measure(checkpointing=True, steps=1, allocator=allocator)
     print(f"peak RSS {result['peak_rss_mb']:.0f} MB")
     assert result["peak_rss_mb"] < 2048
