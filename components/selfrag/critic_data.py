@@ -158,7 +158,18 @@ class CriticData(WholeComponent):
         return out, {"relevant_dropped": len(cut), "response_marker_dropped": len(kept) - len(clean)}
 
     def estimate(self, n_in: dict[str, int | None]) -> Estimate:
-        return Estimate()
+        """At least one call per question: the questions the pairs give however long their outputs are
+        (one sentence each, ``ndocs`` passages each), each aspect capped by ``max_per_aspect``. Longer
+        outputs add multi-sentence and support questions, retries add calls."""
+        n = n_in.get("pairs")
+        if n is None:
+            return Estimate()
+        p: CriticDataParams = self.params  # type: ignore[assignment]
+        least = {"retrieval": n, "multi_retrieval": 0, "relevance": n * p.ndocs, "support": n * p.ndocs,
+                 "utility": n}
+        cap = p.max_per_aspect
+        calls = sum(min(least[a], cap) if cap is not None else least[a] for a in p.aspects)
+        return Estimate(llm_calls=calls)
 
     def summarize(self, records: list[dict], ctx: Context) -> dict[str, Any]:
         counts = Counter((r["task"], r["output"]) for r in records)

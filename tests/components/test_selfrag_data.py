@@ -119,6 +119,8 @@ def test_critic_data_questions_labels_downsampling_and_split(tmp_path):
     # the 20 [Relevant] relevance items are cut to 14
     assert tasks == {"retrieval": 10, "multi_retrieval": 10, "relevance": 14, "support": 40, "utility": 10}
     assert len(labeler.calls) == 10 * 9
+    # `recipe plan` knows only the pair count: one sentence per output (1 + 0 + 2 + 2 + 1 per pair) at least
+    assert comp.estimate({"pairs": 10}).llm_calls == 10 * 6
     assert [r["split"] for r in out].count("dev") == 3 and [r["split"] for r in out][:3] == ["dev"] * 3
     assert len({r["id"] for r in out}) == len(out)
     for r in out:
@@ -140,6 +142,9 @@ def test_critic_data_cap_and_dropped_unlabelled(tmp_path):
     out = comp.run({"pairs": pairs}, ctx)
     assert [r["task"] for r in out] == ["relevance"] * 4
     assert comp.summarize(out, ctx)["unlabelled"] == 3
+    # 9 relevance questions capped at 4, 3 retrieval questions: the calls made, one try each
+    assert comp.estimate({"pairs": 3}).llm_calls == 4 + 3 == len(labeler.calls)
+    assert comp.estimate({"pairs": None}).llm_calls == 0
 
 
 def test_each_sentence_searches_the_index_in_process(tmp_path):
