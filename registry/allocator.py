@@ -21,7 +21,6 @@ glibc with 1.2 GB live. Two ways out, measured side by side in ``bench/sft_memor
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import sys
@@ -55,14 +54,13 @@ def choice(env: Mapping[str, str] | None = None) -> str:
 
 
 def find_tcmalloc(dirs: tuple[str, ...] = LIB_DIRS) -> str | None:
-    """The path of an installed tcmalloc shared library, or None."""
+    """The path of an installed tcmalloc shared library in ``dirs``, or None."""
     for folder in dirs:
         for name in TCMALLOC_NAMES:
             path = Path(folder) / name
             if path.is_file():
                 return str(path)
-    found = ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
-    return found if found and Path(found).is_absolute() else None
+    return None
 
 
 def loaded_allocator(maps: str | None = None) -> str:
@@ -139,15 +137,17 @@ def low_fragmentation(logger: logging.Logger | None = None, env: Mapping[str, st
     """Around a training loop: map blocks over 64 KiB on their own when the process runs on glibc's
     malloc (see the module docstring); yields what it did: ``mmap``, ``off`` (the setting), the
     preloaded allocator's name, or ``none`` (not glibc)."""
-    wanted = choice(env)
+    if choice(env) == "off":
+        yield "off"
+        return
     running = loaded_allocator()
-    libc = _glibc()
-    if wanted == "off" or running != "system" or libc is None:
-        yield "off" if wanted == "off" else (running if running != "system" else "none")
+    libc = _glibc() if running == "system" else None
+    if libc is None:
+        yield "none" if running == "system" else running
         return
     libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)  # also fixes the trim threshold: no sliding either
-    (logger or log).info("training with large blocks mapped on their own (glibc malloc): low peak memory, slower steps; "
-             "install tcmalloc (apt-get install libtcmalloc-minimal4) for both")
+    (logger or log).info("training with large blocks mapped on their own (glibc malloc): low peak memory, "
+                         "slower steps; install tcmalloc (apt-get install libtcmalloc-minimal4) for both")
     try:
         yield "mmap"
     finally:
