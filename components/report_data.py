@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -133,6 +134,18 @@ def finite(values: Any) -> list[float]:
     for v in values:
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             out.append(float(v))
+    return out
+
+
+def columns(records: Iterable[dict], keys: Sequence[str],
+            part: Callable[[dict], dict] | None = None) -> dict[str, list]:
+    """Each key's values over ``records`` (in ``part(record)`` when given), in one pass: a stage's records
+    are read from disk again on every pass."""
+    out: dict[str, list] = {k: [] for k in keys}
+    for r in records:
+        source = part(r) if part else r
+        for k in keys:
+            out[k].append(source.get(k))
     return out
 
 

@@ -48,6 +48,7 @@ from runner.cards import CardInputs, Evaluation, numeric_metrics, slug, stage_ca
 from runner.fingerprint import relative_to
 from runner.publish_data import write_dataset
 from runner.publish_model import leaked_paths, machine_paths, write_portable_model
+from runner.report_html import REPORT_FILE
 from runner.run_folder import Artifact, PublishError, StageGraph, choose, read_lock, recipe_dir, run_stages
 
 __all__ = ["PublishError", "PublishedItem", "publish_run"]
@@ -55,7 +56,6 @@ __all__ = ["PublishError", "PublishedItem", "publish_run"]
 log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = {".json", ".jsonl", ".md", ".txt", ".yaml", ".yml", ".jinja", ".py", ".csv", ".tsv", ".html"}
-REPORT = "report.html"  # the run's report (runner.report_html), published beside every artifact
 MASK = "***"
 JUDGE_PREFIX = "judge."  # component types whose metrics score a model
 
@@ -142,7 +142,7 @@ class _Publication:
                         and self.stages[s].kind == "dataset"]
         return CardInputs(title=title, recipe_name=self.name, recipe_text=self.texts["recipe.yaml"],
                           lock_text=self.texts["recipe.lock.yaml"], load_from=load_from, datasets=datasets,
-                          evaluations=evaluations, report=REPORT if (self.run_dir / REPORT).is_file() else None)
+                          evaluations=evaluations, report=REPORT_FILE if (self.run_dir / REPORT_FILE).is_file() else None)
 
     def write(self, stage: Artifact, dest: Path, title: str, load_from: str) -> list[str]:
         """Fill ``dest`` with the repo layout of one stage; returns the relative file paths."""
@@ -162,8 +162,8 @@ class _Publication:
                                             encoding="utf-8")
         if (stage.dir / "metrics.json").is_file():
             _copy(stage.dir / "metrics.json", dest / "metrics.json", self.mask)
-        if (self.run_dir / REPORT).is_file():
-            _copy(self.run_dir / REPORT, dest / REPORT, self.mask)
+        if (self.run_dir / REPORT_FILE).is_file():  # the run's report, published beside every artifact
+            _copy(self.run_dir / REPORT_FILE, dest / REPORT_FILE, self.mask)
         card = stage_card(stage, self.card_inputs(stage, title, load_from), data=data, model=model)
         (dest / "README.md").write_text(self.mask(card), encoding="utf-8")
         leaks = leaked_paths(dest, machine_paths(self.run_dir, self.recipe_dir), TEXT_SUFFIXES)

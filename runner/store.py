@@ -217,25 +217,16 @@ def _checked(rel: Path) -> bool:
     return not (len(rel.parts) == 1 and rel.suffix == ".jsonl" and rel.name.split(".")[0] in _LOGS)
 
 
-def _sha256(path: Path) -> str:
-    return _sha256_lines(path)[0]
-
-
 def _sha256_lines(path: Path) -> tuple[str, int]:
-    """A file's sha256 and its number of newlines, in one pass."""
+    """A file's sha256 and its number of lines (a last line without a newline counts), in one pass."""
     h = hashlib.sha256()
-    lines = 0
+    lines, last = 0, b"\n"
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
             lines += chunk.count(b"\n")
-    return h.hexdigest(), lines
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) == b"\n"
+            last = chunk[-1:]
+    return h.hexdigest(), lines + (last != b"\n")
 
 
 def file_sums(stage_dir: Path) -> dict[str, dict]:
@@ -250,7 +241,7 @@ def file_sums(stage_dir: Path) -> dict[str, dict]:
         if rel.parts[0] != "model":
             entry["sha256"], lines = _sha256_lines(f)
             if f.suffix == ".jsonl":
-                entry["lines"] = lines + (1 if entry["bytes"] and not _ends_with_newline(f) else 0)
+                entry["lines"] = lines
         out[rel.as_posix()] = entry
     return out
 
@@ -264,7 +255,7 @@ def check_files(stage_dir: Path, recorded: dict[str, dict]) -> str | None:
         size = f.stat().st_size
         if size != want.get("bytes"):
             return f"{f} has {size} bytes, but the stage wrote {want.get('bytes')}"
-        if want.get("sha256") and _sha256(f) != want["sha256"]:
+        if want.get("sha256") and _sha256_lines(f)[0] != want["sha256"]:
             return f"{f} changed since the stage wrote it (its sha256 differs)"
     return None
 
@@ -304,9 +295,6 @@ class RunStore:
                                 f"again to rebuild the stage, or delete {path.parent}")
 
         return Records(path, count=count if isinstance(count, int) else None, error=damaged, missing_ok=True)
-
-    def records(self, stage: str, fingerprint: str) -> list[dict]:
-        return list(self.record_file(stage, fingerprint))
 
     def set_latest(self, stages: dict[str, str]) -> None:
         latest = read_json(self.root / "latest.json", {}) or {}

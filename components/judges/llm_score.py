@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import islice
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -230,12 +231,12 @@ class LlmScore(MapComponent):
 
     def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
         """The score distribution, and the judged records beside the judge's reply."""
-        from components.report_data import score_histogram
+        from components.report_data import MAX_EXAMPLES, score_histogram
         from components.views.answers import answer_example, answers_section
 
         p = self.params
         examples = []
-        for i, r in enumerate(records):
+        for i, r in enumerate(islice(records, MAX_EXAMPLES)):  # only these are shown
             texts = [v for k, v in r.items() if isinstance(v, str) and k not in ("id", "judge_raw")]
             examples.append(answer_example(f"record {r.get('id', r.get('idx', i))}",
                                            question=texts[0] if texts else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import islice
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -148,13 +149,13 @@ class LongBenchChatJudge(MapComponent):
 
     def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
         """The score distribution, and each answer beside the question, the reference and the analysis."""
-        from components.report_data import score_histogram
+        from components.report_data import MAX_EXAMPLES, score_histogram
         from components.views.answers import answer_example, answers_section
 
         examples = [answer_example(f"record {r.get('id', r.get('idx', i))}", question=r.get("query"),
                                    answer=r.get("prediction"), reference=r.get("answer"),
                                    analysis=r.get("judge_output"), fields={"score": r.get("score")})
-                    for i, r in enumerate(records)]
+                    for i, r in enumerate(islice(records, MAX_EXAMPLES))]  # only these are shown
         return [score_histogram("LongBench-Chat scores", {"score": [r.get("score") for r in records]},
                                 low=1, high=10), answers_section("LongBench-Chat answers", examples)]
 

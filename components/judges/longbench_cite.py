@@ -273,7 +273,7 @@ class LongBenchCiteJudge(MapComponent):
         unparsed = sum(a.value is None for a in cite_asks)
         recall: float | None = sum(statement_scores) / len(statement_scores) if statement_scores else 0.0
         precision: float | None = sum(citation_scores) / len(citation_scores) if citation_scores else 0.0
-        f1_value = f1(precision, recall) if recall is not None and precision is not None else None
+        f1_value: float | None = f1(precision, recall)
         if unparsed and self.params.unparsed_verdicts == "exclude":
             recall = precision = f1_value = None
         correctness = None
@@ -298,19 +298,21 @@ class LongBenchCiteJudge(MapComponent):
 
     def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
         """Score distributions, and each judged answer in the citation viewer with the verdicts."""
-        from components.report_data import MAX_EXAMPLES, score_histogram
+        from components.report_data import MAX_EXAMPLES, columns, score_histogram
         from components.views.citations import citation_example, citation_section
 
-        contexts = {str(r.get("id", r.get("idx"))): r.get("splited_context") or ""
-                    for r in (getattr(ctx, "inputs", None) or {}).get("predictions", [])}
+        shown = list(islice(records, MAX_EXAMPLES))
+        ids = {str(r.get("id", r.get("idx"))) for r in shown}
+        contexts = {key: r.get("splited_context") or ""
+                    for r in (getattr(ctx, "inputs", None) or {}).get("predictions", [])
+                    if (key := str(r.get("id", r.get("idx")))) in ids}  # only the shown answers' documents
         examples = [citation_example(
             f"{r.get('dataset', '')} {r.get('id', r.get('idx'))}".strip(), r.get("query", ""),
             contexts.get(str(r.get("id", r.get("idx"))), ""), r.get("statements") or [],
             {k: r.get(k) for k in ("recall", "precision", "f1", "correctness", "n_citations")})
-            for r in islice(records, MAX_EXAMPLES)]
-        plot = score_histogram("LongBench-Cite scores per answer", {k: [r.get(k) for r in records] for k in
-                                                                      ("recall", "precision", "f1", "correctness")},
-                               low=0.0, high=1.0)
+            for r in shown]
+        plot = score_histogram("LongBench-Cite scores per answer",
+                               columns(records, ("recall", "precision", "f1", "correctness")), low=0.0, high=1.0)
         return [plot, citation_section("judged answers: statements, citations and verdicts", examples,
                                        "A cited sentence's label is the judge's relevance verdict; a "
                                        "statement's note is its support verdict.")]

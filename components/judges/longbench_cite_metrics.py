@@ -115,8 +115,9 @@ def aggregate(records: list[dict]) -> dict[str, Any]:
     metrics: dict[str, Any] = {"records": len(records), "avg_groups": groups}
     for key in ("recall", "precision", "f1", "correctness"):
         metrics[f"avg_{key}"] = _mean([row[key] for row in source if row[key] is not None])
-    metrics["avg_citation_length"] = citation_length(records)
-    metrics["excluded"] = sum(r.get("recall") is None for r in records)
+    whole = datasets.get("all", {})  # the `all` row already holds the headline length and exclusions
+    metrics["avg_citation_length"] = whole.get("citation_length")
+    metrics["excluded"] = whole.get("excluded", 0)
     metrics["unparsed_verdicts"] = sum(r.get("unparsed_verdicts", 0) for r in records)
     metrics["unparsed_correctness"] = sum(r.get("unparsed_correctness", 0) for r in records)
     metrics["datasets"] = datasets

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -208,7 +209,7 @@ class NeedleJudge(MapComponent):
 
     def report_data(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> list[Any]:
         """The depth × length heatmap, the score distribution, and answers beside the needle."""
-        from components.report_data import score_histogram
+        from components.report_data import MAX_EXAMPLES, score_histogram
         from components.views.answers import answer_example, answers_section, heatmap
 
         if not records:
@@ -219,7 +220,8 @@ class NeedleJudge(MapComponent):
             answer=r.get(p.prediction_field), reference=r.get("needle"),
             analysis=r.get("judge_output") or f"key facts recalled: {float(r['recall']):.0%} "
                                               f"({', '.join(self._facts(r))})",
-            fields={"score": r.get("score"), "recall": r.get("recall")}) for r in records]
+            fields={"score": r.get("score"), "recall": r.get("recall")})
+            for r in islice(records, MAX_EXAMPLES)]  # only these are shown
         return [heatmap("needle: mean score per depth and length", cell_means(records), 1, 10),
                 score_histogram("needle scores", {"score": [r.get("score") for r in records]}, low=1, high=10),
                 answers_section("needle answers", examples)]

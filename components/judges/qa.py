@@ -53,7 +53,7 @@ def exact_match(prediction: str, golds: list[str]) -> int:
     (0, 1, 1)
     """
     pred = normalize_answer(prediction)
-    return int(any(pred == normalize_answer(g) if normalize_answer(g)
+    return int(any(pred == gold if (gold := normalize_answer(g))
                    else prediction.strip().lower() == g.strip().lower() for g in golds))
 
 

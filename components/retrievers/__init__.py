@@ -9,6 +9,12 @@ Other components search an index folder directly::
 (``components.retrieval`` is the separate, index-free chunk retrieval of LongCite and LongReward.)
 """
 
-from components.retrievers.passage_index import IndexSettings, PassageIndex, build_index, open_index
+from components.retrievers.passage_index import (
+    IndexSettings,
+    InputIndex,
+    PassageIndex,
+    build_index,
+    open_index,
+)
 
-__all__ = ["IndexSettings", "PassageIndex", "build_index", "open_index"]
+__all__ = ["IndexSettings", "InputIndex", "PassageIndex", "build_index", "open_index"]

@@ -245,3 +245,19 @@ def open_index(folder: str | Path, embedder: Embedder | None = None) -> PassageI
     """Open the index in ``folder`` for search; ``embedder`` (the one it was built with) for dense and
     hybrid search."""
     return PassageIndex(Path(folder), embedder)
+
+
+class InputIndex:
+    """The index on a stage's ``index`` input, opened on first use and shared by the stage's batches
+    (which may run in threads); dense and hybrid search embed queries with its ``embedder`` model."""
+
+    def __init__(self) -> None:
+        self._index: PassageIndex | None = None
+        self._lock = threading.Lock()
+
+    def get(self, ctx: Any, method: Method) -> PassageIndex:
+        with self._lock:
+            if self._index is None:
+                embedder = ctx.embedder("embedder") if method != "bm25" else None
+                self._index = open_index(ctx.input_artifact("index"), embedder)
+            return self._index

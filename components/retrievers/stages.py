@@ -7,7 +7,6 @@ same corpus and embedder embeds nothing. ``retrieve`` opens the index of the sta
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +24,7 @@ from components.base import (
     Params,
     WholeComponent,
 )
-from components.retrievers.passage_index import IndexSettings, Method, PassageIndex, build_index, open_index
+from components.retrievers.passage_index import IndexSettings, InputIndex, Method, build_index
 from components.retrievers.passages import passage, read_corpus
 
 EMBEDDER = "all-minilm-l6-v2"
@@ -128,8 +127,7 @@ class Retrieve(MapComponent):
 
     def __init__(self, params: Params | None = None) -> None:
         super().__init__(params)
-        self._index: PassageIndex | None = None
-        self._lock = threading.Lock()
+        self._index = InputIndex()
 
     def output_fields(self) -> Fields | None:
         return Fields(self.params.field)
@@ -137,16 +135,9 @@ class Retrieve(MapComponent):
     def estimate(self, n_in: dict[str, int | None]) -> Estimate:
         return Estimate(records_out=n_in.get("queries"))
 
-    def _open(self, ctx: Context) -> PassageIndex:
-        with self._lock:
-            if self._index is None:
-                embedder = ctx.embedder("embedder") if self.params.method != "bm25" else None
-                self._index = open_index(ctx.input_artifact("index"), embedder)
-            return self._index
-
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
         p = self.params
-        index = self._open(ctx)
+        index = self._index.get(ctx, p.method)
         good = [r for r in batch if isinstance(r.get(p.query_field), str)]
         found = iter(index.search([r[p.query_field] for r in good], p.k, p.method, candidates=p.candidates,
                                   rrf_k=p.rrf_k, exact=p.exact))

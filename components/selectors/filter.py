@@ -175,27 +175,28 @@ class Filter(WholeComponent):
     def run(self, inputs: dict[str, Iterable[dict]], ctx: Context) -> Iterator[dict]:
         """The kept records as they pass (a generator); the per-rule counts are saved once it is done."""
         tests = self._tests()
-        counts = [[0, 0] for _ in range(len(tests) + 1)]  # per rule: in, out; the last: what passed them all
+        # passed[i]: records that passed the first i rules, so rule i takes passed[i] and keeps passed[i + 1]
+        passed = [0] * (len(tests) + 1)
+        ranked = 0  # what top_k kept
 
         def passing() -> Iterator[dict]:
             for r in inputs.get("records", []):
-                for (_, test), n in zip(tests, counts):
-                    n[0] += 1
+                passed[0] += 1
+                for i, (_, test) in enumerate(tests, 1):
                     if not test(r):
                         break
-                    n[1] += 1
+                    passed[i] += 1
                 else:
-                    counts[-1][0] += 1
                     yield r
 
         p = self.params
         kept = passing() if p.top_k is None else iter(self._top_k(passing()))
         for r in kept:
-            counts[-1][1] += 1
+            ranked += 1
             yield r
-        stats = [{"rule": desc, "in": n[0], "out": n[1]} for (desc, _), n in zip(tests, counts)]
+        stats = [{"rule": desc, "in": passed[i], "out": passed[i + 1]} for i, (desc, _) in enumerate(tests)]
         if p.top_k is not None:
-            stats.append({"rule": f"top {p.top_k} by {p.score_field}", "in": counts[-1][0], "out": counts[-1][1]})
+            stats.append({"rule": f"top {p.top_k} by {p.score_field}", "in": passed[-1], "out": ranked})
         # summarize() may run in a later process (a resumed run): the counts go to the stats channel
         ctx.save_stats(STATS_NAME, stats)
 

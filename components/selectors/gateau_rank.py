@@ -136,24 +136,27 @@ class GateauRank(WholeComponent):
         """Each score's distribution, the selected subset against the rest, and the ranking's head."""
         from components.report_data import Table, score_histogram
 
-        rows = sorted((ctx.load_stats(STATS) or {}).get("rows", []), key=lambda r: r["rank"])
+        rows = _ranked(ctx.load_stats(STATS) or {})
+        if not rows:
+            return []
         chosen = {str(r["id"]) for r in records}
+        selected = [r for r in rows if str(r["id"]) in chosen]
+        rest = [r for r in rows if str(r["id"]) not in chosen]
         out: list[Any] = []
         for key, label in (("score", "final score"), ("hmg", "HMG (normalised)"), ("cas_score", "CAS (normalised)"),
                            ("ppl_long", "perplexity, long context")):
             out.append(score_histogram(f"{label}: selected against the rest", {
-                "selected": [r[key] for r in rows if str(r["id"]) in chosen],
-                "rest": [r[key] for r in rows if str(r["id"]) not in chosen]}, x_label=label))
+                "selected": [r[key] for r in selected], "rest": [r[key] for r in rest]}, x_label=label))
         cols = ["rank", "id", "selected", "ppl_short", "ppl_long", "hmg", "cas_score", "score"]
         out.append(Table(title=f"ranking (first {min(SHOWN, len(rows))} of {len(rows)})", columns=cols,
                          rows=[[r["rank"], r["id"], str(r["id"]) in chosen, *(r[c] for c in cols[3:])]
                                for r in rows[:SHOWN]]))
         out.append(_examples(records, (getattr(ctx, "inputs", None) or {}).get("hmg", []), chosen))
-        return out if rows else []
+        return out
 
     def report(self, records: list[dict], metrics: dict[str, Any] | None, ctx: Context) -> str | None:
         stats = ctx.load_stats(STATS) or {}
-        rows = sorted(stats.get("rows", []), key=lambda r: r["rank"])
+        rows = _ranked(stats)
         if not rows:
             return None
         chosen = {str(r["id"]) for r in records}
@@ -207,3 +210,8 @@ def _unique(records: list[dict], port: str) -> list[dict]:
 
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
+
+
+def _ranked(stats: dict[str, Any]) -> list[dict]:
+    """The scored candidates of the ranking's stats, best first."""
+    return sorted(stats.get("rows", []), key=lambda r: r["rank"])

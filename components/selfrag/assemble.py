@@ -46,7 +46,9 @@ from components.selfrag_tokens import (
     RETRIEVAL,
     UTILITY,
     passage_block,
+    user_content,
 )
+from components.text import split_sentences
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,16 @@ def choose_passage(relevance: list[str], support: list[str | None], rng: random.
     if irrelevant:
         return Choice(rng.choice(irrelevant), IRRELEVANT, None)
     return None
+
+
+def pair_instruction(pair: dict) -> str:
+    """The task as the critic and the generator see it: the instruction, and its input when it has one."""
+    return user_content(str(pair["instruction"]), str(pair.get("input") or "").strip() or None)
+
+
+def output_sentences(output: str) -> list[str]:
+    """The output's sentences (the whole output when it has none)."""
+    return [s["content"] for s in split_sentences(output)] or [output]
 
 
 def passage_text(passage: dict) -> str:

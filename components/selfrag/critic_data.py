@@ -10,11 +10,10 @@ from pydantic import Field
 
 from components.base import Context, Estimate, Fields, ModelSlot, Params, WholeComponent, record_key
 from components.selfrag.ask import CriticAskParams, ask_labels
-from components.selfrag.assemble import passage_text
+from components.selfrag.assemble import output_sentences, pair_instruction, passage_text
 from components.selfrag.critic_prompts import EXAMPLES, INSTRUCTIONS, question_input, user_message
 from components.selfrag.labels import ASPECTS
-from components.selfrag_tokens import RELEVANT, user_content
-from components.text import split_sentences
+from components.selfrag_tokens import RELEVANT
 
 Aspect = Literal["retrieval", "multi_retrieval", "relevance", "support", "utility"]
 STATS_NAME = "critic_data"
@@ -84,9 +83,9 @@ class CriticData(WholeComponent):
         for pair in pairs:
             qid = record_key(pair)
             rng = random.Random(f"{seed}:{qid}")
-            instruction = _instruction(pair)
+            instruction = pair_instruction(pair)
             output = str(pair["output"])
-            sentences = [s["content"] for s in split_sentences(output)] or [output]
+            sentences = output_sentences(output)
             passages = [passage_text(x) for x in (pair.get(p.passages_field) or [])[: p.ndocs]]
             if "retrieval" in p.aspects:
                 out.append({"id": f"{qid}-retrieval", "task": "retrieval", "item": {"instruction": instruction}})
@@ -188,11 +187,6 @@ class CriticData(WholeComponent):
         rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items() if k.split(" ")[0] in ASPECTS)
         return (f"Critic data: {metrics['train']} train and {metrics['dev']} dev records.\n\n"
                 f"| aspect and label | records |\n| --- | --- |\n{rows}\n")
-
-
-def _instruction(pair: dict) -> str:
-    """The task as the critic sees it: the instruction, and its input when the pair has one."""
-    return user_content(str(pair["instruction"]), str(pair.get("input") or "").strip() or None)
 
 
 def _cap_per_aspect(questions: list[dict], cap: int, rng: random.Random) -> list[dict]:

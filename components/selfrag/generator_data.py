@@ -4,12 +4,12 @@ from a critic's verdicts (spec §5.3)."""
 from __future__ import annotations
 
 import random
-import threading
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from components.base import Context, Estimate, Fields, MapComponent, ModelSlot, Out, Params, record_key
+from components.retrievers import InputIndex
 from components.selfrag.ask import CriticAskParams, ask_labels
 from components.selfrag.assemble import (
     Segment,
@@ -17,12 +17,13 @@ from components.selfrag.assemble import (
     final_utility,
     keep_record,
     map_verdict_answer,
+    output_sentences,
     output_text,
+    pair_instruction,
     passage_text,
 )
 from components.selfrag.critic_prompts import INSTRUCTIONS
-from components.selfrag_tokens import CONTINUE, NO_RETRIEVAL, RELEVANT, RETRIEVAL, UTILITY, user_content
-from components.text import split_sentences
+from components.selfrag_tokens import CONTINUE, NO_RETRIEVAL, RELEVANT, RETRIEVAL, UTILITY
 
 
 class GeneratorDataParams(CriticAskParams):
@@ -101,20 +102,13 @@ class GeneratorData(MapComponent):
 
     def __init__(self, params: Params | None = None) -> None:
         super().__init__(params)
-        self._index: Any = None
-        self._lock = threading.Lock()
+        self._index = InputIndex()
 
     def _open_index(self, ctx: Context) -> Any:
         """The index on the ``index`` input, opened once (None when the input is not connected)."""
         if "index" not in (getattr(ctx, "inputs", None) or {}):
             return None
-        from components.retrievers import open_index
-
-        with self._lock:
-            if self._index is None:
-                embedder = ctx.embedder("embedder") if self.params.method != "bm25" else None  # type: ignore[attr-defined]
-                self._index = open_index(ctx.input_artifact("index"), embedder)
-            return self._index
+        return self._index.get(ctx, self.params.method)  # type: ignore[attr-defined]
 
     def process(self, batch: list[dict], ctx: Context) -> list[Out]:
         p: GeneratorDataParams = self.params  # type: ignore[assignment]
@@ -231,8 +225,8 @@ class _State:
     @classmethod
     def start(cls, record: dict, p: GeneratorDataParams, seed: int) -> _State:
         output = map_verdict_answer(str(record["output"]))
-        instruction = user_content(str(record["instruction"]), str(record.get("input") or "").strip() or None)
-        sentences = [x["content"] for x in split_sentences(output)] or [output]
+        instruction = pair_instruction(record)
+        sentences = output_sentences(output)
         if len(sentences) > p.max_sentences:  # the tail joins the last rated sentence
             sentences = sentences[: p.max_sentences - 1] + [" ".join(sentences[p.max_sentences - 1:])]
         candidates = list(record.get(p.passages_field) or [])[: p.ndocs]

@@ -17,9 +17,10 @@ from itertools import islice
 from typing import Any
 
 from components.judges.longreward import DIMENSIONS
-from components.report_data import MAX_EXAMPLES, Example, Examples, Pane, Plot, Span, score_histogram
+from components.report_data import MAX_EXAMPLES, Example, Examples, Pane, Plot, Span, columns, score_histogram
+from components.views.citations import SUPPORT as CITATION_SUPPORT
 
-SUPPORT = {1.0: "supported", 0.5: "partial", 0.0: "unsupported"}
+SUPPORT = {score: tag for score, (tag, _) in CITATION_SUPPORT.items()}  # the same tags as the LongCite viewer
 EVIDENCE_CHARS = 1500
 
 
@@ -46,7 +47,7 @@ def response_example(r: dict) -> Example:
 
 def longreward_sections(records: list[dict]) -> list[Any]:
     plot: Plot = score_histogram("LongReward scores per dimension (0–10)",
-                                 {d: [(r.get("scores") or {}).get(d) for r in records] for d in DIMENSIONS},
+                                 columns(records, DIMENSIONS, lambda r: r.get("scores") or {}),
                                  low=0, high=10)
     viewer = Examples(title="scored responses", filters={"unsupported": "only unsupported facts",
                                                         "partial": "only partially supported facts"},

@@ -29,7 +29,7 @@ def check_options(roles: dict[str, ModelSpec], models_raw: dict[str, Any], zoo: 
             problems.append(Problem(("models", role, "backend"), f"unknown backend {spec.backend!r}"
                                     + (suggestion(spec.backend, OPTIONS) or f" (backends: {', '.join(OPTIONS)})")))
             continue
-        model = _resolved(zoo, spec.name)
+        model = resolved_model(zoo, spec.name)
         if model is None:
             continue
         backend = spec.backend or model.backend
@@ -53,7 +53,7 @@ def check_formats(components: dict[str, Component], bindings: dict[str, Any], zo
         binding = next((b for b in bindings.get(name, {}).values() if b.slot_kind == "chat"), None)
         if binding is None or binding.kind != "zoo":
             continue  # a trained stage's model runs on a local backend
-        model = _resolved(zoo, binding.ref)
+        model = resolved_model(zoo, binding.ref)
         if model is None:
             continue
         backend = binding.backend or model.backend
@@ -75,7 +75,7 @@ def check_formats(components: dict[str, Component], bindings: dict[str, Any], zo
     return problems
 
 
-def _resolved(zoo: Any, name: str) -> Any:
+def resolved_model(zoo: Any, name: str) -> Any:
     """The model as the run would open it, without pulling anything; None when it cannot be resolved."""
     if zoo is None:
         return None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import Problem
+from runner.phases.options import resolved_model
 from runner.schema import ModelSpec, StageSpec
 
 FLAG = "--trust-code"
@@ -68,19 +69,10 @@ def check_trust(path: Path, stages: dict[str, StageSpec], roles: dict[str, Model
                 where = ("stages", name, *((slot,) if isinstance(slot, str) else slot))
                 looked_up.setdefault(f"{name}.{slot}", (ref, {}, where))
     for ref, options, where in looked_up.values():
-        model = _resolve(zoo, ref)
+        model = resolved_model(zoo, ref)
         if _names_remote_code(model, options):
             if "trust_remote_code" in options:  # the recipe's own option, else the zoo entry's serving
                 where = (*where, "options", "trust_remote_code")
             problems.append(Problem(where, f"{ref!r} sets trust_remote_code (the model repository's code would "
                                     f"run), and {why}"))
     return problems, refused
-
-
-def _resolve(zoo: Any, name: str) -> Any:
-    if zoo is None:
-        return None
-    try:
-        return zoo.resolve(name, pull=False)
-    except Exception:  # unknown names are the models phase's to report
-        return None

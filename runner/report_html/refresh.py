@@ -12,7 +12,7 @@ from typing import Any
 from components.report_data import REPORT_DATA, section_list
 from registry.atomic import atomic_write_json
 from registry.jsonio import read_json, read_jsonl
-from runner.run_folder import read_lock
+from runner.run_folder import read_lock, run_stages
 
 log = logging.getLogger("recipe.report")
 
@@ -52,30 +52,30 @@ def refresh_report_data(run_dir: Path) -> list[str]:
 
     run_dir = Path(run_dir)
     specs = read_lock(run_dir).get("stages") or {}
-    latest = (read_json(run_dir / "latest.json", {}) or {}).get("stages", {})
+    stages = run_stages(run_dir)
     cache: dict[str, list[dict]] = {}
 
     def records(stage: str) -> list[dict]:
         if stage not in cache:
-            cache[stage] = read_jsonl(run_dir / latest[stage] / "records.jsonl", missing_ok=True)
+            cache[stage] = read_jsonl(stages[stage].records, missing_ok=True)
         return cache[stage]
 
     problems = []
     for name, spec in specs.items():
-        sdir = run_dir / latest[name] if name in latest else None
-        manifest = (read_json(sdir / "manifest.json", {}) or {}) if sdir else {}
-        if sdir is None or manifest.get("status") != "done":
+        stage = stages.get(name)
+        manifest = (stage.manifest or {}) if stage else {}
+        if stage is None or manifest.get("status") != "done":
             continue
         try:
             cls = reg.get(str(spec.get("type")))
             comp = cls(cls.Params.model_validate(manifest.get("params") or spec.get("params") or {}))
-            inputs = {port: records(up) for port, up in (spec.get("inputs") or {}).items() if up in latest}
-            ctx = ReadOnlyContext(name, comp.params, sdir, inputs)
-            data = comp.report_data(records(name), read_json(sdir / "metrics.json"), ctx)
+            inputs = {port: records(up) for port, up in (spec.get("inputs") or {}).items() if up in stages}
+            ctx = ReadOnlyContext(name, comp.params, stage.dir, inputs)
+            data = comp.report_data(records(name), stage.metrics(), ctx)
         except Exception as e:  # noqa: BLE001 - one stage's problem must not cost the others their report
             problems.append(f"{name}: report data not refreshed ({type(e).__name__}: {e})")
             log.warning("report: %s", problems[-1])
             continue
         if data:
-            atomic_write_json(sdir / REPORT_DATA, section_list(data))
+            atomic_write_json(stage.dir / REPORT_DATA, section_list(data))
     return problems
